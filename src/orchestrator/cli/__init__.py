@@ -1,0 +1,61 @@
+"""`orchestrate`: thin subcommands (one module each) over the library; no logic here.
+
+Subcommand modules are imported only when chosen, so `--help`, `render`, `submit`, `status`
+and `logs` start fast and never import torch, transformers, ray, vllm or wandb.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import SchedulerError, UserError
+
+COMMANDS = {
+    "submit": "submit a job spec (an experiment): orchestrate submit mtl-comparison",
+    "render": "print the exact script sbatch receives for a spec",
+    "status": "states of tracked jobs (one squeue + at most one sacct call)",
+    "logs": "show (or follow) the log of a job or array task",
+    "cancel": "cancel an experiment's jobs, or one job",
+    "wait": "wait until an experiment's jobs end; non-zero exit if any failed",
+    "list": "known specs and experiments",
+}
+
+
+def spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="spec name in jobs/ (e.g. mtl-comparison) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any spec key (validated like the file)")
+    p.add_argument("--name", help="experiment name (default: the spec's name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=name)
+        _module(name).add_arguments(p)
+    return parser
+
+
+def _module(name: str):
+    return importlib.import_module(f"orchestrator.cli.{name.replace('-', '_')}_cmd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _module(args._module).run(args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except SchedulerError as e:
+        print(f"scheduler error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

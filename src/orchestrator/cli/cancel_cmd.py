@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="an experiment name, or a job id (123, 123_4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..monitor import refresh
+    from ..registry import Registry
+    from ..submit import cancel_job
+
+    reg = Registry()
+    tasks = [t for t in refresh(reg, args.target) if not t.final] or [t for t in reg.find_job(args.target) if not t.final]
+    if not tasks and not reg.find_job(args.target) and not reg.tasks(args.target):
+        raise UserError(f"{args.target!r} is neither a tracked experiment nor a job id")
+    jobs = sorted({(t.key if "_" in args.target else t.scheduler_id, t.executor) for t in tasks})
+    for job_id, executor in jobs:
+        cancel_job(job_id, executor)
+    reg.update_tasks([(t, {"state": "CANCELLED", "reason": "cancelled by user"}) for t in tasks])
+    print(f"cancelled {len(jobs)} job(s), {len(tasks)} unit(s)" if jobs else "nothing to cancel: all jobs have ended")
+    return 0

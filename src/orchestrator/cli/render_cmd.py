@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from . import spec_arguments
+
+    spec_arguments(p)
+    p.add_argument("--stage", help="only this stage's script")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..plan import check_stages, order
+    from ..render import render_stage
+    from ..spec import load_spec
+    from ..errors import SpecError
+
+    spec = load_spec(args.spec, args.overrides, args.name)
+    stages = spec.plan()
+    problems = check_stages(stages)
+    if problems:
+        raise SpecError(args.spec, problems)
+    stages = order(stages)
+    if args.stage:
+        stages = [s for s in stages if s.name == args.stage]
+        if not stages:
+            raise UserError(f"--stage {args.stage!r}: no such stage in {args.spec}")
+    texts = [render_stage(spec.name, s, source=getattr(spec, "_source", "-")) for s in stages]
+    if len(texts) == 1:
+        print(texts[0], end="")
+    else:
+        for s, t in zip(stages, texts):
+            print(f"# ==== stage {s.name} ====\n{t}", end="")
+    return 0

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", action="store_true", help="live table, refreshed every --interval seconds")
+    p.add_argument("--interval", type=float, default=5.0)
+
+
+def snapshot(experiment: str | None) -> list[dict]:
+    """One refresh → one record per job (array tasks summarised, failures with their log tail)."""
+    from ..monitor import log_tail, progress, refresh
+    from ..registry import Registry
+
+    tasks = refresh(Registry(), experiment)
+    jobs: dict[tuple, list] = {}
+    for t in tasks:
+        jobs.setdefault((t.experiment, t.stage, t.scheduler_id, t.job), []).append(t)
+    out = []
+    for (exp, stage, job_id, _), ts in jobs.items():
+        c = progress(ts)
+        states = {t.state for t in ts}
+        state = ts[0].state if len(states) == 1 else (
+            "RUNNING" if c["running"] else "PENDING" if c["pending"] else "FAILED")
+        out.append({
+            "experiment": exp, "stage": stage, "job_id": job_id, "executor": ts[0].executor, "state": state,
+            "progress": {k: c[k] for k in ("done", "running", "pending", "failed", "total")},
+            "tasks": [{"task": t.task, "key": t.key, "run": t.run, "state": t.state, "exit_code": t.exit_code,
+                       "reason": t.reason, "node": t.node, "log": str(t.log),
+                       **({"log_tail": log_tail(t)} if t.state not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED") else {})}
+                      for t in ts],
+        })
+    return out
+
+
+def table(records: list[dict]):
+    from rich.table import Table
+
+    t = Table(show_lines=False)
+    for col in ("experiment", "stage", "job", "state", "done/run/fail/total", "detail"):
+        t.add_column(col)
+    for r in records:
+        p = r["progress"]
+        failed = [x for x in r["tasks"] if x["state"] not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")]
+        detail = f"{failed[0]['run']}: {failed[0]['reason'] or failed[0]['state']}" if failed else (
+            r["tasks"][0]["reason"] or "")
+        color = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(r["state"], "red")
+        t.add_row(r["experiment"], r["stage"], r["job_id"], f"[{color}]{r['state']}[/]",
+                  f"{p['done']}/{p['running']}/{p['failed']}/{p['total']}", detail or "")
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    if args.json:
+        print(json.dumps(snapshot(args.experiment), indent=1))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    if args.watch:
+        import time
+
+        from rich.live import Live
+
+        with Live(table(snapshot(args.experiment)), console=console, refresh_per_second=1) as live:
+            while True:
+                time.sleep(args.interval)
+                live.update(table(snapshot(args.experiment)))
+    records = snapshot(args.experiment)
+    if not records:
+        print("no tracked jobs" + (f" for experiment {args.experiment}" if args.experiment else ""))
+        return 0
+    console.print(table(records))
+    for r in records:
+        for x in r["tasks"]:
+            if x.get("log_tail"):
+                console.print(f"[red]{x['key']} ({x['run']}) {x['state']}[/]: {x['reason'] or ''}\n{x['log_tail']}", markup=False)
+    return 0

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from . import spec_arguments
+
+    spec_arguments(p)
+    p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and scripts; submit nothing")
+    p.add_argument("--force", action="store_true", help="resubmit units that are pending, running or completed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+    from ..spec import load_spec
+    from ..submit import choose_executor, describe, make_plan, submit
+
+    spec = load_spec(args.spec, args.overrides, args.name)
+    executor = choose_executor(args.executor)
+    if args.dry_run:
+        from .. import paths
+
+        registry = Registry() if paths.registry_file().exists() else None
+        plan = make_plan(spec, executor, registry, args.force)
+        print(describe(plan))
+        for stage, script in plan.scripts.items():
+            print(f"\n# ---- stage {stage}: script sbatch would receive ----\n{script}", end="")
+        print("\n(dry run: nothing submitted)")
+        return 0
+    submitted = submit(spec, executor, force=args.force)
+    if not submitted:
+        print(f"experiment {spec.name}: nothing to submit (every unit is pending, running or completed; --force resubmits)")
+        return 0
+    print(f"experiment {spec.name} ({executor})")
+    for s in submitted:
+        what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
+        print(f"  stage {s.stage}: {what} {s.job_id}")
+    first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")
+    print(f"follow with: orchestrate status {spec.name}   |   orchestrate logs {first}   |   orchestrate wait {spec.name}")
+    return 0

@@ -1,0 +1,78 @@
+"""The one place that names every directory and file the orchestrator reads or writes.
+
+Layout under ORCH_HOME (default: the repository root, or the current directory):
+
+    logs/registry.sqlite                      experiment registry
+    logs/<experiment>/<run>/                  one unit of work: its results and status.json
+    logs/<experiment>/_jobs/<stage>/          one submission: scripts, scheduler logs, pickles
+    logs/<experiment>/.submit.lock            serialises submissions of one experiment
+    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent  # src/orchestrator -> repo (editable installs)
+TEMPLATES_DIR = Path(os.environ.get("ORCH_TEMPLATES", REPO_ROOT / "templates"))
+JOBS_DIR = Path(os.environ.get("ORCH_JOBS", REPO_ROOT / "jobs"))
+
+STATUS_FILE = "status.json"
+
+
+def home() -> Path:
+    """ORCH_HOME holds all state; tests and users point it elsewhere."""
+    return Path(os.environ.get("ORCH_HOME", REPO_ROOT)).resolve()
+
+
+def logs_dir() -> Path:
+    return home() / "logs"
+
+
+def checkpoints_dir() -> Path:
+    return home() / "checkpoints"
+
+
+def registry_file() -> Path:
+    return logs_dir() / "registry.sqlite"
+
+
+def experiment_dir(experiment: str) -> Path:
+    return logs_dir() / experiment
+
+
+def run_dir(experiment: str, run: str) -> Path:
+    return experiment_dir(experiment) / run
+
+
+def status_file(experiment: str, run: str) -> Path:
+    return run_dir(experiment, run) / STATUS_FILE
+
+
+def stage_dir(experiment: str, stage: str) -> Path:
+    """submitit's folder for one submission of a stage (one sbatch call)."""
+    return experiment_dir(experiment) / "_jobs" / stage
+
+
+def submit_lock(experiment: str) -> Path:
+    return experiment_dir(experiment) / ".submit.lock"
+
+
+# submitit names its per-job files itself (submitit.core.utils.JobPaths); these mirror it so that
+# the rendered script, the monitor and `orchestrate logs` agree with what submitit writes.
+def stdout_pattern(stage_folder: Path, array: bool) -> str:
+    return str(stage_folder / ("%A_%a_%t_log.out" if array else "%j_%t_log.out"))
+
+
+def stderr_pattern(stage_folder: Path, array: bool) -> str:
+    return str(stage_folder / ("%A_%a_%t_log.err" if array else "%j_%t_log.err"))
+
+
+def job_log(stage_folder: Path, job_id: str, task: int = 0, stream: str = "out") -> Path:
+    """Log of one job or array task ("123" or "123_4"), rank `task`."""
+    return stage_folder / f"{job_id}_{task}_log.{stream}"
+
+
+def submission_file(stage_folder: Path, job_id: str) -> Path:
+    return stage_folder / f"{job_id.split('_')[0]}_submission.sh"
