@@ -15,10 +15,14 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent  # src/orchestrator -> repo (editable installs)
-TEMPLATES_DIR = Path(os.environ.get("ORCH_TEMPLATES", REPO_ROOT / "templates"))
 JOBS_DIR = Path(os.environ.get("ORCH_JOBS", REPO_ROOT / "jobs"))
 
 STATUS_FILE = "status.json"
+
+
+def templates_dir() -> Path:
+    """jinja2 templates of the scripts sbatch receives; ORCH_TEMPLATES points to your own."""
+    return Path(os.environ.get("ORCH_TEMPLATES", REPO_ROOT / "templates"))
 
 
 def home() -> Path:

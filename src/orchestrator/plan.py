@@ -29,6 +29,17 @@ class Stage:
     checkpointable: bool = False  # SLURM signals before the time limit so the job can requeue
 
 
+def stages_of(spec) -> list[Stage]:
+    """The spec's stages in submission order; SpecError (exit 2) when the plan is inconsistent."""
+    from .errors import SpecError
+
+    stages = spec.plan()
+    problems = check_stages(stages)
+    if problems:
+        raise SpecError(getattr(spec, "_source", spec.name), problems)
+    return order(stages)
+
+
 def check_stages(stages: list[Stage]) -> list[str]:
     """Problems in a plan: duplicate names, unknown or cyclic `after:` references."""
     problems, names = [], [s.name for s in stages]

@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from . import paths
+from .errors import UserError
 from .plan import Stage
 
 # Generic resource names → sbatch flags (one table, as submitit keeps it).
@@ -36,15 +37,15 @@ def _directive(flag: str, value: object) -> str:
         return f"--{flag}"
     text = str(value)
     if not _DIRECTIVE_SAFE.match(text):
-        raise ValueError(f"sbatch option --{flag}={text!r} contains characters sbatch cannot take unquoted "
+        raise UserError(f"sbatch option --{flag}={text!r} contains characters sbatch cannot take unquoted "
                          "(spaces, quotes, $, ;); if it is a path, choose an ORCH_HOME without them")
     return f"--{flag}={text}"
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+@lru_cache(maxsize=4)
+def _environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(paths.TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(templates)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -92,7 +93,13 @@ def render_stage(experiment: str, stage: Stage, n_units: int | None = None, sour
     n = len(stage.units) if n_units is None else n_units
     folder = paths.stage_dir(experiment, stage.name)
     array = n > 1
-    return _environment().get_template(template).render(
+    try:
+        tpl = _environment(paths.templates_dir()).get_template(template)
+    except jinja2.TemplateNotFound:
+        raise UserError(f"template {template!r} not found in {paths.templates_dir()} (ORCH_TEMPLATES)") from None
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"template {e.filename or template}, line {e.lineno}: {e.message}") from None
+    variables = dict(
         experiment=experiment,
         stage=stage.name,
         n_units=n,
@@ -107,9 +114,14 @@ def render_stage(experiment: str, stage: Stage, n_units: int | None = None, sour
         stdout=paths.stdout_pattern(folder, array),
         stderr=paths.stderr_pattern(folder, array),
     )
+    try:
+        return tpl.render(**variables)
+    except jinja2.UndefinedError as e:
+        raise UserError(f"template {tpl.filename}: {e.message}: it uses a variable the renderer does not "
+                        f"provide ({', '.join(variables)}); fix the template") from None
 
 
 def _env_value(v: object) -> str:
     if isinstance(v, bool):
-        return "1" if v else "0"
+        return "true" if v else "false"  # as written in the YAML
     return str(v)

@@ -76,7 +76,10 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         write_json_atomic(status_path, {**base, "state": "COMPLETED" if code == 0 else "FAILED",
                                         "exit_code": code, "reason": reason, "ended": time.time()})
     if code != 0:
-        raise RuntimeError(f"unit {unit.run} failed: {reason}")
+        # Exit with the unit's own code (no traceback to bury the command's output): the
+        # scheduler's accounting then shows it.
+        print(f"orchestrator: unit {unit.run} failed: {reason}", file=sys.stderr, flush=True)
+        sys.exit(code)
     return code
 
 
@@ -134,11 +137,7 @@ def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> boo
 def main() -> None:
     data = json.loads(Path(sys.argv[1]).read_text())
     unit = Unit(**{**data["unit"], "outputs": tuple(data["unit"]["outputs"])})
-    try:
-        run_unit(data["experiment"], unit, data["env"])
-    except Exception as e:
-        print(f"orchestrator: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_unit(data["experiment"], unit, data["env"])
 
 
 if __name__ == "__main__":

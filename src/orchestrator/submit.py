@@ -26,7 +26,7 @@ from submitit.core import utils as submitit_utils
 from . import paths, runner
 from .errors import SchedulerError, SpecError
 from .monitor import refresh
-from .plan import Stage, Unit, check_stages, order
+from .plan import Stage, Unit, stages_of
 from .registry import ACTIVE_STATES, Registry
 from .render import render_stage
 from .spec import BaseSpec
@@ -124,11 +124,7 @@ def experiment_lock(experiment: str) -> Iterator[None]:
 
 
 def make_plan(spec: BaseSpec, executor: str, registry: Registry | None, force: bool) -> Plan:
-    stages = spec.plan()
-    problems = check_stages(stages)
-    if problems:
-        raise SpecError(getattr(spec, "_source", spec.name), problems)
-    plan = Plan(spec.name, executor, order(stages))
+    plan = Plan(spec.name, executor, stages_of(spec))
     current = {t.run: t for t in refresh(registry, spec.name)} if registry else {}
     for stage in plan.stages:
         todo, skipped = [], []
@@ -147,6 +143,8 @@ def make_plan(spec: BaseSpec, executor: str, registry: Registry | None, force: b
 def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted]:
     """Submit every stage that has work; all or nothing: if one sbatch fails, those already
     submitted by this call are cancelled."""
+    for stage in stages_of(spec):  # a bad plan or template fails before any state is touched
+        render_stage(spec.name, stage, source=getattr(spec, "_source", "-"))
     registry = Registry()
     with experiment_lock(spec.name):
         plan = make_plan(spec, executor, registry, force)

@@ -12,17 +12,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..plan import check_stages, order
+    from ..plan import stages_of
     from ..render import render_stage
     from ..spec import load_spec
-    from ..errors import SpecError
 
     spec = load_spec(args.spec, args.overrides, args.name)
-    stages = spec.plan()
-    problems = check_stages(stages)
-    if problems:
-        raise SpecError(args.spec, problems)
-    stages = order(stages)
+    stages = stages_of(spec)
     if args.stage:
         stages = [s for s in stages if s.name == args.stage]
         if not stages:

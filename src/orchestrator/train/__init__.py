@@ -1,0 +1,1 @@
+"""Training-side building blocks for the PPO multi-task trainer (gradient surgery, early stopping)."""
