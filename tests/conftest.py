@@ -62,7 +62,7 @@ def _cluster_up() -> str | None:
     if shutil.which("sbatch") is None:
         return "sbatch not found (start the test cluster: scripts/slurm-cluster.sh up)"
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%n %T"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"sinfo failed: {e}"
     nodes = out.stdout.split()

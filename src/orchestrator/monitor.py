@@ -60,15 +60,20 @@ def squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
 
 def sacct(job_ids: list[str]) -> dict[str, tuple[str, int | None, str]] | None:
     """key → (state, exit code, nodes) from accounting; None when sacct is unavailable."""
-    out = _call(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,NodeList"])
+    out = _call(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,NodeList,Submit"])
     if out is None:
         return None
-    found = {}
+    found, submitted = {}, {}
     for line in out.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 4 and "[" not in parts[0]:  # '123_[4-9]' = array tasks not started yet
-            code = parts[2].split(":")[0]
-            found[parts[0]] = (parts[1], int(code) if code.isdigit() else None, parts[3])
+        if len(parts) != 5 or "[" in parts[0]:  # '123_[4-9]' = array tasks not started yet
+            continue
+        # A cluster whose job ids restarted has several jobs of one id: the newest is ours.
+        if parts[0] in submitted and parts[4] < submitted[parts[0]]:
+            continue
+        code = parts[2].split(":")[0]
+        found[parts[0]] = (parts[1], int(code) if code.isdigit() else None, parts[3])
+        submitted[parts[0]] = parts[4]
     return found
 
 

@@ -69,7 +69,10 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         if lead:
             write_json_atomic(status_path, {**base, "state": "FAILED", "exit_code": 1, "reason": reason, "ended": time.time()})
         raise
-    missing = missing_outputs(run_dir, unit.outputs) if code == 0 else []
+    # With several tasks, other ranks may still be writing: the monitor checks outputs once the
+    # whole job has ended; a single task can check now, so afterok never follows a missing output.
+    single = int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1
+    missing = missing_outputs(run_dir, unit.outputs) if code == 0 and single else []
     if missing:
         code, reason = 1, f"exited 0 but declared outputs are missing: {', '.join(missing)}"
     if lead:

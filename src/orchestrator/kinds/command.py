@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,5 +118,7 @@ def execute(run_dir: str, experiment: str, argv: list[str], workdir: str, index:
         for key, value in values.items():
             arg = arg.replace(key, value)
         filled.append(arg)
-    env = dict(os.environ, ORCH_RUN_DIR=run_dir, ORCH_EXPERIMENT=experiment, ORCH_INDEX=str(index))
+    # `python` in a command means the job's interpreter (the submitting venv), as after `activate`.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path, ORCH_RUN_DIR=run_dir, ORCH_EXPERIMENT=experiment, ORCH_INDEX=str(index))
     return subprocess.run(filled, cwd=workdir, env=env).returncode

@@ -15,7 +15,7 @@ Semantics (each choice is tested in tests/train/test_early_stop.py):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 
