@@ -196,39 +196,42 @@ def run_program(
 
 
 def _collect(proc, report_r, deadline, limit, uid):
-    """Read stdout/stderr (keeping the first `limit` bytes) and reports until the supervisor is
-    done; at `deadline` ask it to kill everything, and kill the lot ourselves if it does not."""
+    """Read stdout/stderr (keeping the first `limit` bytes of each) and the supervisor's reports
+    until all are closed, escalating if the deadline passes."""
     import selectors
 
-    caps = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), report_r: bytearray()}
-    sizes = dict.fromkeys(caps, 0)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out_fd: bytearray(), err_fd: bytearray(), report_r: bytearray()}
+    seen = dict.fromkeys(bufs, 0)
     sel = selectors.DefaultSelector()
-    for fd in caps:
+    for fd in bufs:
         sel.register(fd, selectors.EVENT_READ)
+    # At the deadline ask the supervisor to kill the run; 3 s later kill it all ourselves; 2 s
+    # after that stop waiting for pipes that something out of our reach still holds open.
+    steps = [(deadline, "term"), (deadline + 3, "kill"), (deadline + 5, "stop")]
     timed_out = False
-    give_up = None
     while sel.get_map():
         now = time.monotonic()
-        if not timed_out and now >= deadline:
-            timed_out = True
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # the supervisor kills ns-init / the uid and exits
-            give_up = now + 3
-        if give_up is not None and now >= give_up:
-            _hard_kill(proc, uid)
-            if now >= give_up + 2:  # something outside our reach holds the pipes: stop reading
+        if steps and now >= steps[0][0]:
+            step = steps.pop(0)[1]
+            if step == "term":
+                timed_out = True
+                proc.send_signal(signal.SIGTERM)  # no-op if the supervisor already exited
+            elif step == "kill":
+                _hard_kill(proc, uid, _merge_reports(bufs[report_r]).get("pgid"))
+            else:
                 break
-        for key, _ in sel.select(timeout=max(0.0, min((give_up or deadline) - now, 0.5))):
+            continue
+        for key, _ in sel.select(timeout=max(0.0, steps[0][0] - now) if steps else None):
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 sel.unregister(key.fd)
                 continue
-            sizes[key.fd] += len(chunk)
-            room = (limit if key.fd != report_r else 1 << 20) - len(caps[key.fd])
+            seen[key.fd] += len(chunk)
+            room = (limit if key.fd != report_r else 1 << 20) - len(bufs[key.fd])
             if room > 0:
-                caps[key.fd] += chunk[:room]
+                bufs[key.fd] += chunk[:room]
     sel.close()
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     proc.stdout.close()
     proc.stderr.close()
     try:
@@ -236,21 +239,29 @@ def _collect(proc, report_r, deadline, limit, uid):
     except Exception:
         _hard_kill(proc, uid)
         proc.wait()
-    reports = [json.loads(line) for line in bytes(caps[report_r]).splitlines() if line.strip()]
-    truncated = sizes[out_fd] > limit or sizes[err_fd] > limit
-    return bytes(caps[out_fd]), bytes(caps[err_fd]), truncated, reports, timed_out
+    truncated = seen[out_fd] > limit or seen[err_fd] > limit
+    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), truncated, _merge_reports(bufs[report_r]), timed_out
 
 
-def _result(stdout, stderr, truncated, reports, timed_out, duration, sup_rc, uid) -> ExecResult:
-    merged: dict = {"applied": []}
-    for r in reports:
-        for k, v in r.items():
+def _merge_reports(raw: bytes) -> dict:
+    """The supervisor's JSON lines → one dict ("applied" and "warnings" accumulate)."""
+    merged: dict = {"applied": [], "warnings": []}
+    for line in bytes(raw).splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        for k, v in item.items():
             if k == "applied":
                 merged["applied"] += v
             elif k == "warning":
-                merged.setdefault("warnings", []).append(v)
+                merged["warnings"].append(v)
             else:
                 merged[k] = v
+    return merged
+
+
+def _result(stdout, stderr, truncated, merged, timed_out, duration, sup_rc, uid) -> ExecResult:
     if "fatal" in merged:
         raise SandboxError(f"sandbox set-up failed: {merged['fatal']}")
     if "exec_error" in merged:
@@ -279,12 +290,15 @@ def _result(stdout, stderr, truncated, reports, timed_out, duration, sup_rc, uid
     return ExecResult(returncode, text_out, text_err, timed_out, memory, duration, status, truncated, isolation)
 
 
-def _hard_kill(proc, uid) -> None:
-    """Last resort, from the parent: SIGKILL the supervisor's process group and the run's uid."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _hard_kill(proc, uid, pgid=None) -> None:
+    """Last resort, from the parent: SIGKILL the supervisor's and the program's process groups
+    and everything of the run's uid."""
+    for group in (proc.pid, pgid):
+        try:
+            if group:
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if uid is not None:
         _kill_uid_from_parent(uid)
 
@@ -531,13 +545,22 @@ def _supervise(argv: list[str]) -> None:
             pass
 
     signal.signal(signal.SIGTERM, on_timeout)
+    if not pid_ns:
+        report(pgid=child)  # the program's process group, for the parent's last-resort kill
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     status = _wait_for(child)
     if not pid_ns:
         if status is not None:
             report(status=status)
+        # Whatever the program left running: everything of its uid (atomic, fork-bomb proof),
+        # its process group, then anything re-parented to us. (With a PID namespace all of it
+        # is already gone, and no fork() would be possible here anyway.)
         if uid is not None:
-            _kill_uid(uid)  # (no fork() is possible here once a PID namespace's init is gone)
+            _kill_uid(uid)
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except OSError:
+            pass
     _kill_descendants()
     os._exit(0)
 

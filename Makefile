@@ -1,0 +1,40 @@
+# make setup   create .venv/ with the `orchestrate` command (CPU torch from PyPI / local disk)
+# make demo    run a job end to end (SLURM when sbatch is found, else locally)
+# make test    the test suite (SLURM tests skip unless the test cluster is up)
+# make cluster start the two-node test SLURM on this machine (Debian; root)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-fast cluster cluster-down bench
+
+setup: $(BIN)/orchestrate
+
+$(BIN)/orchestrate: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# the CPU build; on a GPU machine install the CUDA build of your choice first
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[eval,train,test]"
+	touch $@
+
+demo: setup
+	$(BIN)/orchestrate submit hello --force
+	$(BIN)/orchestrate wait hello
+	$(BIN)/orchestrate status hello
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slurm and not slow"
+
+cluster:
+	bash scripts/slurm-cluster.sh up
+
+cluster-down:
+	bash scripts/slurm-cluster.sh down
+
+bench: setup
+	$(BIN)/python benchmarks/bench_submit.py
+	$(BIN)/python benchmarks/bench_status.py
