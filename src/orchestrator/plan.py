@@ -27,6 +27,8 @@ class Stage:
     after: tuple[str, ...] = ()  # stages that must complete first (afterok)
     array_parallelism: int = 64
     checkpointable: bool = False  # SLURM signals before the time limit so the job can requeue
+    template: str = "sbatch.sh.j2"  # a kind may extend the base template (e.g. to start Ray)
+    template_vars: dict = field(default_factory=dict)  # extra variables for that template
 
 
 def stages_of(spec) -> list[Stage]:

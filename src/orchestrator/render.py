@@ -87,12 +87,12 @@ def directives(experiment: str, stage: Stage, n_units: int, folder: Path) -> lis
     return [_directive(flag, value) for flag, value in opts]
 
 
-def render_stage(experiment: str, stage: Stage, n_units: int | None = None, source: str = "-",
-                 template: str = "sbatch.sh.j2") -> str:
+def render_stage(experiment: str, stage: Stage, n_units: int | None = None, source: str = "-") -> str:
     """The sbatch script for `n_units` units of `stage` (default: all). Pure: same input, same text."""
     n = len(stage.units) if n_units is None else n_units
     folder = paths.stage_dir(experiment, stage.name)
     array = n > 1
+    template = stage.template
     try:
         tpl = _environment(paths.templates_dir()).get_template(template)
     except jinja2.TemplateNotFound:
@@ -113,6 +113,7 @@ def render_stage(experiment: str, stage: Stage, n_units: int | None = None, sour
         folder=str(folder),
         stdout=paths.stdout_pattern(folder, array),
         stderr=paths.stderr_pattern(folder, array),
+        **stage.template_vars,
     )
     try:
         return tpl.render(**variables)

@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from submitit.helpers import Checkpointable
+
 from . import paths
 from .plan import Unit
 
@@ -84,6 +86,25 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         print(f"orchestrator: unit {unit.run} failed: {reason}", file=sys.stderr, flush=True)
         sys.exit(code)
     return code
+
+
+class UnitJob:
+    """What submitit pickles for one unit on SLURM (one per array task)."""
+
+    def __init__(self, experiment: str, unit: Unit, env_vars: dict):
+        self.experiment, self.unit, self.env_vars = experiment, unit, env_vars
+
+    def __call__(self) -> int:
+        return run_unit(self.experiment, self.unit, self.env_vars)
+
+
+class CheckpointableUnitJob(UnitJob, Checkpointable):
+    """On SLURM's USR2 (preemption, time limit) submitit requeues this same unit; the unit's
+    entry point resumes from its own latest complete checkpoint."""
+
+
+def unit_job(experiment: str, unit: Unit, env_vars: dict, checkpointable: bool) -> UnitJob:
+    return (CheckpointableUnitJob if checkpointable else UnitJob)(experiment, unit, env_vars)
 
 
 def run_local_array(experiment: str, units: list[Unit], env_vars: dict, parallelism: int,

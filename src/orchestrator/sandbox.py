@@ -24,10 +24,16 @@ applied to a run). As root:
 * rlimits: address space (memory), CPU seconds, processes, file size, open files, no core dumps.
 * wall-clock timeout enforced by the parent, which then kills the whole tree.
 
-Without root, or where namespaces are refused (e.g. a container's seccomp profile), it falls back
-to: an unprivileged user namespace for net/pid isolation if the kernel allows one, else `socket`
-disabled in Python (weak: `_socket`/ctypes get around it); rlimits; killing the process group.
-In that mode writes are limited only by the caller's own permissions.
+Fallbacks, where namespaces are refused (e.g. a container's seccomp profile) or we are not root:
+
+* root without namespaces: the uid, rlimits and the uid sweep still hold, but world-writable
+  dirs (/tmp, /dev/shm) are writable, the network is blocked only by replacing `socket` in
+  Python (weak: ctypes/_posixsubprocess get around it), and the interpreter must be readable by
+  an unprivileged uid (else SandboxError; a pyenv under /root is not).
+* not root: an unprivileged user namespace gives net/ipc/pid isolation where the kernel allows
+  one, else the `socket` block; rlimits (NPROC counted on top of the caller's own processes);
+  killing the process group and, as a subreaper, every orphan. Writes are limited only by the
+  caller's own permissions.
 
 Only the standard library is used: this file doubles as the supervisor script, so it must not
 import from the package.
@@ -118,11 +124,12 @@ def run_program(
     is_root = os.geteuid() == 0
     lease = _UidLease() if is_root else None
     uid = lease.uid if lease else None
-    root = tempfile.mkdtemp(prefix="orch-sandbox-")
+    root = None
     report_r = report_w = -1
     proc = None
     try:
-        # root/ (0711, root) holds stdin; root/box/ is the program's cwd, HOME and TMPDIR parent.
+        # root/ (0711, ours) holds stdin; root/box/ is the program's cwd, HOME and TMPDIR parent.
+        root = tempfile.mkdtemp(prefix="orch-sandbox-")
         os.chmod(root, 0o711)
         box = os.path.join(root, "box")
         os.mkdir(box, 0o700)
@@ -163,7 +170,6 @@ def run_program(
                 "HOME": box,
                 "TMPDIR": os.path.join(box, "tmp"),
                 "LANG": "C.UTF-8",
-                "PYTHONIOENCODING": "utf-8",
             },
         }
         report_r, report_w = os.pipe()
@@ -189,7 +195,8 @@ def run_program(
         for fd in (report_r, report_w):
             if fd >= 0:
                 os.close(fd)
-        shutil.rmtree(root, ignore_errors=True)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
         if lease:
             lease.release()
     return _result(*collected, duration, proc.returncode, uid)
@@ -269,10 +276,8 @@ def _result(stdout, stderr, truncated, merged, timed_out, duration, sup_rc, uid)
             f"could not start {sys.executable} in the sandbox: {merged['exec_error']} (is the "
             "interpreter readable by an unprivileged uid? without a mount namespace it must be)"
         )
-    isolation = tuple(merged["applied"])
-    if uid is not None:
-        isolation = ("unprivileged-uid", "no-new-privs") + isolation
-    isolation += ("rlimits", "wall-timeout")
+    isolation = ("unprivileged-uid",) if uid is not None else ()
+    isolation += tuple(merged["applied"]) + ("no-new-privs", "rlimits", "wall-timeout")
 
     text_out = stdout.decode("utf-8", "replace")
     text_err = stderr.decode("utf-8", "replace")
@@ -304,43 +309,39 @@ def _hard_kill(proc, uid, pgid=None) -> None:
 
 
 def _kill_uid_from_parent(uid: int) -> None:
-    # kill(-1) from a process of that uid reaches every process of the uid, atomically w.r.t. fork.
-    # A helper process does it: the parent is multi-threaded and must not setuid itself.
+    # kill(-1) from a process of that uid reaches every process of the uid, atomically w.r.t.
+    # fork. A helper does it (the parent is multi-threaded and must not setuid itself); /bin/sh,
+    # because our own interpreter may not be executable by that uid.
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-I", "-S", "-c", "import os\ntry: os.kill(-1, 9)\nexcept OSError: pass"],
-        user=uid, group=uid, extra_groups=[], env={}, check=False, timeout=30,
-    )
+    try:
+        subprocess.run(["/bin/sh", "-c", "kill -KILL -1"], user=uid, group=uid, extra_groups=[],
+                       env={}, cwd="/", stderr=subprocess.DEVNULL, check=False, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pass
 
 
-def _uid_has_processes(uid: int) -> bool:
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    return True
-            except OSError:
-                pass
-    return False
+def _pids_of(uid: int):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                yield pid
+        except OSError:  # exited meanwhile
+            pass
 
 
 def _count_tasks(uid: int) -> int:
     n = 0
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    n += len(os.listdir(f"/proc/{name}/task"))
-            except OSError:
-                pass
+    for pid in _pids_of(uid):
+        try:
+            n += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
     return n
 
 
 class _UidLease:
     """Exclusive use of one uid from UID_RANGE, across threads and processes (flock)."""
-
-    _dir = None
 
     def __init__(self):
         import fcntl
@@ -361,7 +362,7 @@ class _UidLease:
                 os.close(fd)
                 continue
             self.uid, self._fd = uid, fd
-            if _uid_has_processes(uid):  # left over from a crashed evaluator: clear them first
+            if any(_pids_of(uid)):  # left over from a crashed evaluator: clear them first
                 _kill_uid_from_parent(uid)
             return
         raise SandboxError(f"all {UID_COUNT} sandbox uids are in use")

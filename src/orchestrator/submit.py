@@ -198,10 +198,10 @@ def _submit_slurm(experiment: str, stage: Stage, units: list[Unit], plan: Plan, 
     ex = TemplatedSlurmExecutor(paths.stage_dir(experiment, stage.name), plan.scripts[stage.name],
                                 "afterok:" + ":".join(deps) if deps else None, r.time_minutes,
                                 r.nodes * r.tasks_per_node)
-    env_vars = dict(stage.env.vars)
-    if len(units) == 1:
-        return ex.submit(runner.run_unit, experiment, units[0], env_vars).job_id
-    jobs = ex.map_array(runner.run_unit, [experiment] * len(units), units, [env_vars] * len(units))
+    jobs = [runner.unit_job(experiment, u, dict(stage.env.vars), stage.checkpointable) for u in units]
+    if len(jobs) == 1:
+        return ex.submit(jobs[0]).job_id
+    jobs = ex.submit_array(jobs)
     return jobs[0].job_id.split("_")[0]
 
 
