@@ -1,0 +1,38 @@
+"""The backend contract: generate a batch of requests → texts + token logprobs.
+
+Every backend (transformers, vLLM) implements `generate`; inference, evaluation, the judge's
+local model and training rollouts all go through it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str  # unique per example within a run
+    prompt: str  # fully rendered prompt text (chat templates already applied)
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 → greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class Generation:
+    id: str
+    text: str  # completion only, stop strings removed
+    token_logprobs: list[float] = field(default_factory=list)  # logprob of each generated token
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "length"  # "stop" | "length"
+
+
+class Backend(Protocol):
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        """One Generation per Request, in the same order."""
+        ...
+
+    def close(self) -> None: ...
