@@ -80,3 +80,39 @@ def job_log(stage_folder: Path, job_id: str, task: int = 0, stream: str = "out")
 
 def submission_file(stage_folder: Path, job_id: str) -> Path:
     return stage_folder / f"{job_id.split('_')[0]}_submission.sh"
+
+
+# Inference: model configs, task configs and a run's result files (docs/architecture.md).
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULTS_FILE = "results.json"
+SUMMARY_FILE = "summary.json"
+
+
+def models_dir() -> Path:
+    """One YAML file per model; ORCH_MODELS points to your own directory."""
+    return Path(os.environ.get("ORCH_MODELS", JOBS_DIR / "models"))
+
+
+def tasks_dirs() -> list[Path]:
+    """Task configs: your own (ORCH_TASKS, then jobs/tasks/) before the built-in ones."""
+    dirs = [Path(os.environ["ORCH_TASKS"])] if os.environ.get("ORCH_TASKS") else []
+    return [*dirs, JOBS_DIR / "tasks", PACKAGE_DIR / "tasks"]
+
+
+def inference_run(model: str, task: str) -> str:
+    """Run name of one (model, task) inference unit: logs/<exp>/<model>__<task>/."""
+    return f"{model}__{task}"
+
+
+def wandb_dir() -> Path:
+    return logs_dir() / "wandb"
+
+
+# Judge runs: the graded, tagged predictions and their summary (docs/architecture.md).
+JUDGED_FILE = "judged.jsonl"
+JUDGE_SUMMARY_FILE = "judge_summary.json"
+
+
+def judge_server_log(experiment: str, run: str) -> Path:
+    """Log of a judge model server started inside the job's allocation (vLLM)."""
+    return run_dir(experiment, run) / "judge_server.log"
