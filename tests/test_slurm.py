@@ -271,9 +271,26 @@ stages:
     # and when the controller has forgotten the jobs too, the status files still decide
     reg = Registry()
     reg.db.execute("UPDATE tasks SET state = 'RUNNING' WHERE experiment = 'nosacct'")
-    monkeypatch.setattr(monitor, "_call", lambda cmd: None)
+    monkeypatch.setattr(monitor, "squeue", lambda ids: {})
+    monkeypatch.setattr(monitor, "sacct", lambda ids: None)
     tasks = {t.run: t for t in monitor.refresh(reg, "nosacct")}
     assert tasks["good"].state == "COMPLETED" and tasks["bad"].state == "FAILED"
+
+
+def test_no_scheduler_to_ask_keeps_states_open(cli, spec_file, slurm_home, monkeypatch):
+    """Off the cluster (no squeue/sacct), a running job is not declared failed."""
+    path = spec_file("offline", """\
+kind: command
+resources: {time: "5", mem: 100M}
+stages:
+  main: {run: [sleep, "60"]}
+""")
+    submit(cli, path)
+    monkeypatch.setattr(monitor, "_call", lambda cmd: None)
+    (t,) = monitor.refresh(Registry(), "offline")
+    assert t.state in ("PENDING", "RUNNING")
+    monkeypatch.undo()
+    cli("cancel", "offline")
 
 
 def test_logs_command_shows_job_output(cli, spec_file, slurm_home):

@@ -34,24 +34,26 @@ def normalise(slurm_state: str) -> str:
     return SLURM_STATES.get(word, "PENDING")
 
 
-def _call(cmd: list[str]) -> str | None:
-    """Run a scheduler query; None when the tool is missing or answers with an error."""
+def _call(cmd: list[str]) -> subprocess.CompletedProcess | None:
+    """Run a scheduler query; None when the tool is missing or does not answer."""
     if shutil.which(cmd[0]) is None:
         return None
     scheduler_calls.append(cmd)
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return res.stdout if res.returncode == 0 else None
 
 
-def squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+def squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]] | None:
     """key ('123' or '123_4') → (state, reason, nodes) for jobs the controller still knows,
-    finished ones included (--states=all), array tasks expanded (-r)."""
-    out = _call(["squeue", "-h", "-r", "--states=all", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%N"])
+    finished ones included (--states=all), array tasks expanded (-r); None when squeue is
+    unavailable (then nothing can be concluded from a job's absence)."""
+    res = _call(["squeue", "-h", "-r", "--states=all", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%N"])
+    if res is None or (res.returncode != 0 and "Invalid job id" not in res.stderr):
+        return None
     found = {}
-    for line in (out or "").splitlines():
+    for line in res.stdout.splitlines():
         parts = line.strip().split("|")
         if len(parts) == 4:
             found[parts[0]] = (parts[1], parts[2], parts[3])
@@ -60,11 +62,11 @@ def squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
 
 def sacct(job_ids: list[str]) -> dict[str, tuple[str, int | None, str]] | None:
     """key → (state, exit code, nodes) from accounting; None when sacct is unavailable."""
-    out = _call(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,NodeList,Submit"])
-    if out is None:
+    res = _call(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,NodeList,Submit"])
+    if res is None or res.returncode != 0:  # e.g. accounting storage disabled
         return None
     found, submitted = {}, {}
-    for line in out.splitlines():
+    for line in res.stdout.splitlines():
         parts = line.strip().split("|")
         if len(parts) != 5 or "[" in parts[0]:  # '123_[4-9]' = array tasks not started yet
             continue
@@ -107,7 +109,8 @@ def _from_status(t: Task) -> dict:
 
 def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
     ids = sorted({t.scheduler_id for t in tasks})
-    live = squeue(ids)
+    queried = squeue(ids)
+    live = queried or {}
     need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
     acct = sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
     updates = {}
@@ -123,6 +126,8 @@ def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
                 new["reason"] = reason
             if new["state"] in FINAL_STATES:
                 new.update({k: v for k, v in _from_status(t).items() if k != "state"})
+        elif queried is None:  # no scheduler to ask (e.g. off the cluster): only status files speak
+            new = _from_status(t)
         else:  # neither the controller nor accounting knows it: the status file decides, no waiting
             new = _from_status(t) or {"state": "FAILED", "reason": "left the queue without accounting "
                                       "record or final status file (killed before it started?)"}
