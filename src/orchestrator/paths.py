@@ -116,3 +116,9 @@ JUDGE_SUMMARY_FILE = "judge_summary.json"
 def judge_server_log(experiment: str, run: str) -> Path:
     """Log of a judge model server started inside the job's allocation (vLLM)."""
     return run_dir(experiment, run) / "judge_server.log"
+
+
+def ray_temp_root() -> Path:
+    """Where Ray keeps each job's (and each local run's) temp dir: short, since Ray's unix socket
+    paths under it are limited to 107 characters; ORCH_RAY_TMP overrides it."""
+    return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
