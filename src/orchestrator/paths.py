@@ -122,3 +122,43 @@ def ray_temp_root() -> Path:
     """Where Ray keeps each job's (and each local run's) temp dir: short, since Ray's unix socket
     paths under it are limited to 107 characters; ORCH_RAY_TMP overrides it."""
     return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
+
+
+# Checkpoints and their evaluation (docs/architecture.md, "Checkpoints" and "Evaluation").
+CHECKPOINT_META = "meta.json"
+CHECKPOINT_LATEST = "latest"
+
+
+def arm_checkpoints_dir(experiment: str, arm: str) -> Path:
+    """checkpoints/<experiment>/<arm>/: one epoch_<N>/ per saved epoch, and `latest`."""
+    return checkpoints_dir() / experiment / arm
+
+
+def checkpoint_dir(experiment: str, arm: str, epoch: int) -> Path:
+    return arm_checkpoints_dir(experiment, arm) / f"epoch_{epoch}"
+
+
+def suites_dirs() -> list[Path]:
+    """Evaluation suites: your own (ORCH_SUITES, then jobs/suites/) before the built-in ones."""
+    dirs = [Path(os.environ["ORCH_SUITES"])] if os.environ.get("ORCH_SUITES") else []
+    return [*dirs, JOBS_DIR / "suites", PACKAGE_DIR / "suites"]
+
+
+def eval_data_root() -> Path:
+    """Where suite data files live when neither the suite nor the command names a root."""
+    return Path(os.environ.get("ORCH_EVAL_DATA", home() / "data" / "eval"))
+
+
+def eval_experiment(experiment: str) -> str:
+    """The experiment that evaluates a training experiment's checkpoints (its own registry rows)."""
+    return f"{experiment}-eval"
+
+
+def eval_result(experiment: str, arm: str, checkpoint: str, task: str) -> Path:
+    """logs/<experiment>/eval/<arm>/<checkpoint>/<task>.json (experiment = the training one)."""
+    return experiment_dir(experiment) / "eval" / arm / checkpoint / f"{task}.json"
+
+
+def eval_run(arm: str, checkpoint: str, task: str) -> str:
+    """Run name of one checkpoint × task unit of the eval experiment."""
+    return f"{arm}__{checkpoint}__{task}"

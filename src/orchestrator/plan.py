@@ -25,6 +25,9 @@ class Stage:
     env: Environment
     units: tuple[Unit, ...]
     after: tuple[str, ...] = ()  # stages that must complete first (afterok)
+    # Units of OTHER experiments that must complete first, as "<experiment>/<run>" (e.g. the
+    # training arm whose checkpoints an evaluation reads); afterok on those still queued/running.
+    after_runs: tuple[str, ...] = ()
     array_parallelism: int = 64
     checkpointable: bool = False  # SLURM signals before the time limit so the job can requeue
     template: str = "sbatch.sh.j2"  # a kind may extend the base template (e.g. to start Ray)

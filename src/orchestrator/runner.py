@@ -145,7 +145,7 @@ def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> boo
     from .monitor import local_run_state  # the monitor's rules decide, not a second copy
 
     while True:
-        states = [local_run_state(experiment, r) for r in runs]
+        states = [local_run_state(*(r.split("/", 1) if "/" in r else (experiment, r))) for r in runs]
         if all(s in ("COMPLETED",) for s in states):
             return True
         bad = [r for r, s in zip(runs, states) if s not in ("PENDING", "RUNNING", "COMPLETED")]

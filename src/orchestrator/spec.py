@@ -21,6 +21,7 @@ from .errors import SpecError
 # Job kinds register here by import path, so a kind's heavy dependencies load only when used.
 KINDS: dict[str, str] = {
     "command": "orchestrator.kinds.command:CommandSpec",
+    "eval": "orchestrator.kinds.eval:EvalSpec",
 }
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # experiment/stage/run names become path parts

@@ -150,6 +150,8 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
         plan = make_plan(spec, executor, registry, force)
         registry.add_experiment(spec.name, spec.kind, getattr(spec, "_source", ""), spec.model_dump_json())
         active = {t.run: t for t in registry.tasks(spec.name) if t.state in ACTIVE_STATES}
+        for other in sorted({r.split("/", 1)[0] for s in plan.stages for r in s.after_runs}):
+            active.update({f"{other}/{t.run}": t for t in refresh(registry, other) if t.state in ACTIVE_STATES})
         done: list[Submitted] = []
         try:
             for stage in plan.stages:
@@ -179,7 +181,8 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
 
 
 def _dependencies(stage: Stage, plan: Plan, done: list[Submitted], active: dict) -> list[str]:
-    """Job ids (slurm) or run names (local) this stage waits for: unfinished units of its `after`."""
+    """Job ids (slurm) or run names (local; "<experiment>/<run>" for another experiment's) this
+    stage waits for: unfinished units of its `after` and its `after_runs`."""
     deps: list[str] = []
     by_stage = {s.stage: s for s in done}
     for name in stage.after:
@@ -190,6 +193,10 @@ def _dependencies(stage: Stage, plan: Plan, done: list[Submitted], active: dict)
             t = active.get(u.run)
             if t is not None:
                 deps.append(t.scheduler_id if plan.executor == "slurm" else u.run)
+    for ref in stage.after_runs:  # another experiment's unit: wait only while it is unfinished
+        t = active.get(ref)
+        if t is not None:
+            deps.append(t.key if plan.executor == "slurm" else ref)
     return sorted(set(deps))
 
 
@@ -252,7 +259,7 @@ def describe(plan: Plan) -> str:
         r = s.resources
         todo, skipped = plan.todo[s.name], plan.skipped[s.name]
         shape = f"{r.nodes} node(s) × {r.tasks_per_node} task(s) × {r.cpus_per_task} cpu(s), {r.gpus_per_node} gpu(s)/node, time {r.time}"
-        after = f", after {', '.join(s.after)}" if s.after else ""
+        after = f", after {', '.join((*s.after, *s.after_runs))}" if s.after or s.after_runs else ""
         kind = f"array of {len(todo)}" if len(todo) > 1 else "1 job" if todo else "nothing"
         lines.append(f"  stage {s.name}: submit {kind}{after}; {shape}")
         for run, why in skipped:
