@@ -89,6 +89,7 @@ def test_render_quotes_every_value_and_is_valid_bash(orch_home, tmp_path):
     assert [line for line in text.splitlines() if "RAY_AUTH_TOKEN=" in line] == [
         "RAY_AUTH_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')"]
     assert "set -x" not in text
+    assert "\nray_n=${#ray_nodes[@]}  # nodes in the allocation\n" in text
     # the driver is one task on the head node, after every node has joined
     assert text.index("ray_cluster wait") < text.index("submitit.core._submit")
     assert 'srun --nodes=1 --ntasks=1 -w "$ray_head"' in text

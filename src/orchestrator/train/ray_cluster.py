@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         joined = [x for x in a.nodes if x not in missing]
         print(f"ray: {', '.join(missing)} did not join the Ray cluster at {a.address} within {a.timeout:g}s "
-              f"(joined: {', '.join(joined) or 'none'}); see that node's `ray start` output above in this log",
+              f"(joined: {', '.join(joined) or 'none'}); see that node's `ray start` output in this job's log",
               file=sys.stderr)
         return 1
     print(f"ray: {len(a.nodes)} node(s) joined ({', '.join(a.nodes)}) in {time.monotonic() - start:.0f}s", flush=True)
