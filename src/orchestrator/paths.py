@@ -162,3 +162,23 @@ def eval_result(experiment: str, arm: str, checkpoint: str, task: str) -> Path:
 def eval_run(arm: str, checkpoint: str, task: str) -> str:
     """Run name of one checkpoint × task unit of the eval experiment."""
     return f"{arm}__{checkpoint}__{task}"
+
+
+# Training arm results and the experiment report (docs/architecture.md, docs/results-schema.md).
+METRICS_FILE = "metrics.jsonl"
+
+
+def eval_dir(experiment: str) -> Path:
+    """logs/<experiment>/eval/: one <arm>/<checkpoint>/<task>.json per evaluated task."""
+    return experiment_dir(experiment) / "eval"
+
+
+def report_dir(experiment: str) -> Path:
+    """logs/<experiment>/report/: report.md, its plots, and the results table (CSV/JSON)."""
+    return experiment_dir(experiment) / "report"
+
+
+def ray_temp_root() -> Path:
+    """Where Ray keeps each job's (and each local run's) temp dir: short, since Ray's unix socket
+    paths under it are limited to 107 characters; ORCH_RAY_TMP overrides it."""
+    return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
