@@ -176,9 +176,3 @@ def eval_dir(experiment: str) -> Path:
 def report_dir(experiment: str) -> Path:
     """logs/<experiment>/report/: report.md, its plots, and the results table (CSV/JSON)."""
     return experiment_dir(experiment) / "report"
-
-
-def ray_temp_root() -> Path:
-    """Where Ray keeps each job's (and each local run's) temp dir: short, since Ray's unix socket
-    paths under it are limited to 107 characters; ORCH_RAY_TMP overrides it."""
-    return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
