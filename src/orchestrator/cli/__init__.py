@@ -19,6 +19,7 @@ COMMANDS = {
     "cancel": "cancel an experiment's jobs, or one job",
     "wait": "wait until an experiment's jobs end; non-zero exit if any failed",
     "list": "known specs and experiments",
+    "score": "score a predictions file offline (official CoQA / SQuAD formats, weighted harness scorer)",
     "report": "markdown report of an experiment's results (plots, CSV/JSON table); prints its path",
     "eval": "evaluate the latest and best checkpoint of each arm of an experiment on a suite",
     "eval-evolution": "evaluate every checkpoint of every arm (checkpoint × task arrays)",

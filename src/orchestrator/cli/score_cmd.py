@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True,
+                   help="task or scorer: coqa, qa (squad), boolq, medqa (mcq), math, exact, weighted, module:function")
+    p.add_argument("--predictions", required=True,
+                   help="predictions.jsonl/results.json, CoQA's [{id, turn_id, answer}], SQuAD-style {id: answer}, "
+                        "or weighted rows")
+    p.add_argument("--gold", help="gold file: CoQA dataset JSON, SQuAD JSON, rows of {id, answers}, weighted rows")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..scoring import score_file
+
+    result = score_file(args.task, Path(args.predictions), Path(args.gold) if args.gold else None)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{args.task}: {result['n']} scored")
+    for name, value in result["metrics"].items():
+        print(f"  {name:<22} {value:.4f}" if isinstance(value, float) else f"  {name:<22} {value}")
+    if result["missing"]:
+        shown = ", ".join(result["missing"][:5]) + (" ..." if len(result["missing"]) > 5 else "")
+        print(f"  missing predictions: {len(result['missing'])} ({shown})")
+    return 0
