@@ -138,6 +138,16 @@ def checkpoint_dir(experiment: str, arm: str, epoch: int) -> Path:
     return arm_checkpoints_dir(experiment, arm) / f"epoch_{epoch}"
 
 
+def latest_checkpoint_file(experiment: str, arm: str) -> Path:
+    """Text file naming the newest complete checkpoint directory (replaced after it is written)."""
+    return arm_checkpoints_dir(experiment, arm) / CHECKPOINT_LATEST
+
+
+def best_checkpoint_file(experiment: str, arm: str) -> Path:
+    """Text file naming the checkpoint with the best early-stopping metric (kept by retention)."""
+    return arm_checkpoints_dir(experiment, arm) / "best"
+
+
 def suites_dirs() -> list[Path]:
     """Evaluation suites: your own (ORCH_SUITES, then jobs/suites/) before the built-in ones."""
     dirs = [Path(os.environ["ORCH_SUITES"])] if os.environ.get("ORCH_SUITES") else []

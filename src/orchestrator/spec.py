@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "inference": "orchestrator.kinds.inference:InferenceSpec",
     "sweep": "orchestrator.kinds.inference:SweepSpec",
     "eval": "orchestrator.kinds.eval:EvalSpec",
+    "train": "orchestrator.kinds.train:TrainSpec",
 }
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # experiment/stage/run names become path parts
@@ -191,6 +192,10 @@ class BaseSpec(Strict):
 
     def plan(self) -> list:  # -> list[plan.Stage]
         raise NotImplementedError
+
+    def submit_notes(self) -> list[str]:
+        """Kind-specific lines `orchestrate submit` prints after submitting (e.g. where results go)."""
+        return []
 
 
 # --------------------------------------------------------------------------------------------

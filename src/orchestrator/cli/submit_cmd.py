@@ -38,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
         what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
         print(f"  stage {s.stage}: {what} {s.job_id}")
     first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")
+    for note in spec.submit_notes():
+        print(f"  {note}")
     print(f"follow with: orchestrate status {spec.name}   |   orchestrate logs {first}   |   orchestrate wait {spec.name}")
     return 0

@@ -1,0 +1,405 @@
+"""The PPO trainer recipe: setup / train / validate / save_checkpoint / cleanup, top to bottom.
+
+One arm of an experiment = one `PPOTrainer`. Each step: the rollout workers sample responses
+for a batch of prompts with the current policy and score them; the learner computes old,
+reference and value estimates, advantages (GAE with a critic, or GRPO group advantages), then
+PPO updates. The policy loss is taken per domain: the baseline arm steps on the sum of the
+per-domain gradients, the multi-task arm (mtl.enabled, method pcgrad) on their PCGrad
+combination. Metrics go to logs/<exp>/<arm>/metrics.jsonl (one line per epoch), the run's
+account to summary.json, checkpoints to checkpoints/<exp>/<arm>/epoch_<N>/ (see checkpoint.py).
+
+A run resumes from its latest complete checkpoint (submitit requeue, scontrol requeue):
+sampling seeds, minibatch order and data order are pure functions of (seed, step/epoch), and RNG
+states are restored, so on CPU a resumed run ends where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import paths
+from ..kinds.train import TrainConfig
+from ..runner import write_json_atomic
+from . import checkpoint
+from .data import Example, epoch_order, load_verl_parquet, write_synthetic
+from .early_stop import EarlyStopping
+from .pcgrad import conflict_stats, pcgrad
+from .ppo import (gae, group_advantages, kl_per_token, masked_mean, masked_whiten, policy_loss, token_logprobs,
+                  token_rewards, value_loss)
+from .rollout import Request, Rollouts, Sample
+
+SCHEMA_VERSION = 1
+
+
+class PPOTrainer:
+    def __init__(self, cfg: TrainConfig, experiment: str, arm: str, run_dir: str | Path) -> None:
+        self.cfg, self.experiment, self.arm, self.run_dir = cfg, experiment, arm, Path(run_dir)
+        self.metrics_file = self.run_dir / "metrics.jsonl"
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+
+        cfg, t = self.cfg, self.cfg.trainer
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = "cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu"
+        if self.device == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.domains = list(cfg.domains)
+        self.train_data: list[Example] = []
+        self.val_data: dict[str, list[Example]] = {}
+        for name, d in cfg.domains.items():
+            self.train_data += load_verl_parquet(d.train, name, d.max_train)
+            self.val_data[name] = load_verl_parquet(d.val, name, d.max_val)
+
+        resume_dir = checkpoint.latest(self.experiment, self.arm)
+        self.resumed_from = resume_dir
+        torch.manual_seed(t.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.policy = AutoModelForCausalLM.from_pretrained(resume_dir or cfg.model, dtype=torch.float32).to(self.device)
+        self.ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(self.device).eval()
+        self.ref.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.critic = self.critic_optimizer = None
+        if cfg.algorithm.advantage == "gae":
+            self.critic = AutoModelForTokenClassification.from_pretrained(cfg.model, num_labels=1, dtype=torch.float32).to(self.device)
+            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=t.critic_lr, weight_decay=t.weight_decay)
+        self.pcgrad_generator = torch.Generator().manual_seed(t.seed)
+        es = cfg.early_stopping
+        self.early_stopping = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta, es.min_epochs)
+        self.epoch, self.step, self.wall_time_s, self.last_val, self.last_metrics = 0, 0, 0.0, {}, {}
+        if resume_dir is not None:
+            self._load_trainer_state(resume_dir)
+        checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
+
+        rewards = {n: d.reward for n, d in cfg.domains.items()}
+        r = cfg.rollout
+        self.rollouts = Rollouts(r.workers, dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
+                                                  temperature=t.temperature, device="cuda" if r.num_gpus > 0 else "cpu",
+                                                  threads=r.threads), num_cpus=r.num_cpus, num_gpus=r.num_gpus)
+        self.rollouts.push_weights(self.policy.state_dict(), self.step)
+        self.wandb = self._init_wandb()
+
+    def _load_trainer_state(self, directory: Path) -> None:
+        state, _ = checkpoint.load_state(directory)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.epoch, self.step, self.wall_time_s = state["epoch"], state["step"], state["wall_time_s"]
+        self.last_val, self.last_metrics = state["last_val"], state["last_metrics"]
+        self.early_stopping = EarlyStopping.from_dict(state["early_stopping"])
+        self.pcgrad_generator.set_state(state["rng"]["pcgrad"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        # Lines written after this checkpoint belong to epochs the resumed run does again.
+        if self.metrics_file.exists():
+            lines = [ln for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
+            tmp = self.metrics_file.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+            os.replace(tmp, self.metrics_file)
+        print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
+
+    def _init_wandb(self):
+        w = self.cfg.wandb
+        if not w.enabled or w.mode == "disabled":
+            return None
+        import wandb
+
+        directory = paths.wandb_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        return wandb.init(project=w.project, group=self.experiment, name=self.arm, id=f"{self.experiment}-{self.arm}",
+                          dir=str(directory), mode=w.mode, resume="allow", job_type="train",
+                          config=self.cfg.model_dump(mode="json"))
+
+    # ------------------------------------------------------------------ tensors
+
+    def _batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Samples -> padded tensors: prompts left-padded [B, L], responses right-padded [B, T]."""
+        pad = self.tokenizer.pad_token_id
+        L = max(len(s.prompt_ids) for s in samples)
+        T = max(len(s.response_ids) for s in samples)
+        prompt = torch.full((len(samples), L), pad, dtype=torch.long)
+        prompt_mask = torch.zeros((len(samples), L))
+        resp = torch.full((len(samples), T), pad, dtype=torch.long)
+        resp_mask = torch.zeros((len(samples), T))
+        for i, s in enumerate(samples):
+            prompt[i, L - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
+            prompt_mask[i, L - len(s.prompt_ids):] = 1
+            resp[i, :len(s.response_ids)] = torch.tensor(s.response_ids)
+            resp_mask[i, :len(s.response_ids)] = 1
+        dev = self.device
+        return {"prompt": prompt.to(dev), "prompt_mask": prompt_mask.to(dev), "resp": resp.to(dev), "mask": resp_mask.to(dev),
+                "scores": torch.tensor([s.score for s in samples], device=dev),
+                "domain": torch.tensor([self.domains.index(s.domain) for s in samples], device=dev),
+                "group": torch.tensor([s.group for s in samples], device=dev)}
+
+    def _forward(self, model, b: dict, idx: torch.Tensor) -> torch.Tensor:
+        """Output at each response position [n, T, ...] for the rows idx."""
+        ids = torch.cat([b["prompt"][idx], b["resp"][idx]], 1)
+        attn = torch.cat([b["prompt_mask"][idx], b["mask"][idx]], 1).long()
+        pos = (attn.cumsum(-1) - 1).clamp_min(0)
+        L = b["prompt"].shape[1]
+        return model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, L - 1:-1]
+
+    def _logprobs(self, model, b: dict, idx: torch.Tensor) -> torch.Tensor:
+        return token_logprobs(self._forward(model, b, idx), b["resp"][idx])
+
+    # ------------------------------------------------------------------ one step
+
+    def _advantages(self, b: dict) -> None:
+        a, everything = self.cfg.algorithm, torch.arange(b["resp"].shape[0], device=self.device)
+        with torch.no_grad():
+            b["old_logp"] = self._logprobs(self.policy, b, everything)
+            b["ref_logp"] = self._logprobs(self.ref, b, everything)
+            b["kl"] = kl_per_token(b["old_logp"], b["ref_logp"], "k1")
+            if a.advantage == "gae":
+                b["values"] = self._forward(self.critic, b, everything)[..., 0]
+                rewards = token_rewards(b["scores"], b["kl"], b["mask"], a.kl_coef)
+                adv, b["returns"] = gae(rewards, b["values"], b["mask"], a.gamma, a.lam)
+            else:
+                adv = group_advantages(b["scores"], b["group"])[:, None] * b["mask"]
+            b["adv"] = masked_whiten(adv, b["mask"]) if a.whiten_advantages and a.advantage == "gae" else adv
+
+    def _policy_loss(self, b: dict, idx: torch.Tensor, logp: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        a = self.cfg.algorithm
+        mask = b["mask"][idx]
+        loss, stats = policy_loss(logp, b["old_logp"][idx], b["adv"][idx], mask, a.clip_ratio)
+        if a.advantage == "grpo" and a.kl_coef > 0:  # GRPO: KL as a loss term (k3), not a reward
+            loss = loss + a.kl_coef * masked_mean(kl_per_token(logp, b["ref_logp"][idx], "k3"), mask)
+        return loss, stats
+
+    def _by_domain(self, b: dict, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        dom = b["domain"][idx]
+        return [(d, idx[dom == k]) for k, d in enumerate(self.domains) if bool((dom == k).any())]
+
+    def domain_grads(self, b: dict, idx: torch.Tensor) -> tuple[list[str], torch.Tensor, dict]:
+        """Per-domain policy-loss gradients, flat [T, P] (one forward/backward per domain)."""
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        names, rows, stats = [], [], {}
+        for d, sel in self._by_domain(b, idx):
+            loss, st = self._policy_loss(b, sel, self._logprobs(self.policy, b, sel))
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+            names.append(d)
+            stats[d] = (loss.detach(), st)
+        return names, torch.stack(rows), stats
+
+    def _policy_step(self, b: dict, idx: torch.Tensor, diagnose: bool) -> dict:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        out: dict = {}
+        if self.cfg.mtl.enabled:  # PCGrad over the per-domain gradients
+            names, grads, stats = self.domain_grads(b, idx)
+            update = pcgrad(grads, generator=self.pcgrad_generator)
+            offset = 0
+            for p in params:
+                p.grad = update[offset:offset + p.numel()].view_as(p).clone()
+                offset += p.numel()
+            loss = sum(s[0] for s in stats.values())
+            clipfrac = torch.stack([s[1]["clipfrac"] for s in stats.values()]).mean()
+            out["conflict"] = conflict_stats(grads, names=names)
+        else:  # baseline: the sum of the per-domain losses, one forward/backward
+            if diagnose:  # conflict diagnostics cost extra passes: once per epoch here
+                names, grads, _ = self.domain_grads(b, idx)
+                out["conflict"] = conflict_stats(grads, names=names)
+            logp = self._logprobs(self.policy, b, idx)
+            losses, clips = [], []
+            for _, sel in self._by_domain(b, idx):
+                pos = (idx.unsqueeze(1) == sel.unsqueeze(0)).nonzero()[:, 0]  # rows of sel within idx
+                l, st = self._policy_loss(b, sel, logp[pos])
+                losses.append(l)
+                clips.append(st["clipfrac"])
+            loss = torch.stack(losses).sum()
+            loss.backward()
+            loss, clipfrac = loss.detach(), torch.stack(clips).mean()
+        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.max_grad_norm))
+        self.optimizer.step()
+        out["policy_loss"], out["clipfrac"] = float(loss), float(clipfrac)
+        return out
+
+    def _critic_step(self, b: dict, idx: torch.Tensor) -> float:
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        values = self._forward(self.critic, b, idx)[..., 0]
+        loss = value_loss(values, b["values"][idx], b["returns"][idx], b["mask"][idx], self.cfg.algorithm.value_clip)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.trainer.max_grad_norm)
+        self.critic_optimizer.step()
+        return float(loss.detach())
+
+    def train_step(self, examples: list[Example], diagnose: bool) -> dict:
+        """Rollout, advantages, PPO updates, weight push. Returns this step's stats."""
+        t, g = self.cfg.trainer, self.cfg.algorithm.group_size
+        requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(g)]
+        samples = self.rollouts.generate(requests, seed=t.seed * 1_000_003 + self.step * 101)
+        b = self._batch(samples)
+        self._advantages(b)
+        started = time.perf_counter()
+        order = torch.Generator().manual_seed(t.seed * 7919 + self.step)
+        stats: dict = {"policy": [], "critic": []}
+        for ppo_epoch in range(t.ppo_epochs):
+            perm = torch.randperm(len(samples), generator=order).to(self.device)
+            for j, mb in enumerate(perm.chunk(t.mini_batches)):
+                stats["policy"].append(self._policy_step(b, mb, diagnose and ppo_epoch == 0 and j == 0))
+                if self.critic is not None:
+                    stats["critic"].append(self._critic_step(b, mb))
+        stats["update_s"] = time.perf_counter() - started
+        self.step += 1
+        self.rollouts.push_weights(self.policy.state_dict(), self.step)
+        stats["samples"] = samples
+        stats["kl"] = float(masked_mean(b["kl"], b["mask"]))
+        return stats
+
+    # ------------------------------------------------------------------ epochs
+
+    def train_epoch(self, epoch: int) -> dict:
+        t = self.cfg.trainer
+        order = epoch_order(len(self.train_data), t.seed, epoch)
+        steps = [self.train_step([self.train_data[i] for i in order[s:s + t.batch_size]], diagnose=(s == 0))
+                 for s in range(0, len(order), t.batch_size)]
+        samples = [x for st in steps for x in st["samples"]]
+        pol = [p for st in steps for p in st["policy"]]
+        m: dict = {"train/reward_mean": _mean([s.score for s in samples]),
+                   "train/policy_loss": _mean([p["policy_loss"] for p in pol]),
+                   "train/clipfrac": _mean([p["clipfrac"] for p in pol]),
+                   "train/grad_norm": _mean([p["grad_norm"] for p in pol]),
+                   "train/kl": _mean([st["kl"] for st in steps]),
+                   "train/response_length": _mean([len(s.response_ids) for s in samples]),
+                   "train/update_s": _mean([st["update_s"] for st in steps])}
+        for d in self.domains:
+            m[f"train/{d}/reward"] = _mean([s.score for s in samples if s.domain == d])
+        if self.critic is not None:
+            m["train/value_loss"] = _mean([c for st in steps for c in st["critic"]])
+        conflicts = [p["conflict"] for p in pol if "conflict" in p]
+        if conflicts:
+            for pair in conflicts[0]["pairs"]:
+                m[f"grad/cosine/{pair}"] = _mean([c["pairs"][pair] for c in conflicts if pair in c["pairs"]])
+            m["grad/conflict_fraction"] = _mean([c["conflict_fraction"] for c in conflicts])
+        return m
+
+    def validate(self) -> dict:
+        """Greedy responses on every domain's validation set: mean reward per domain and overall."""
+        m = {}
+        for d, examples in self.val_data.items():
+            samples = self.rollouts.generate([Request(e.domain, e.messages, e.ground_truth, i)
+                                              for i, e in enumerate(examples)], seed=0, greedy=True)
+            m[f"val/{d}/reward"] = _mean([s.score for s in samples])
+        m["val/reward_mean"] = _mean([m[f"val/{d}/reward"] for d in self.val_data])
+        return m
+
+    def log(self, line: dict) -> None:
+        with open(self.metrics_file, "a") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in line.items() if isinstance(v, (int, float))}, step=line["epoch"])
+
+    def train(self) -> dict:
+        t, es_cfg = self.cfg.trainer, self.cfg.early_stopping
+        started = time.time()
+        base_wall = self.wall_time_s
+        stop_reason = self.early_stopping.reason if self.early_stopping.stopped_epoch else None
+        if self.epoch == 0 and t.val_before_train and self.resumed_from is None:
+            val = self.validate()
+            self.last_val = val
+            self.log({"schema_version": SCHEMA_VERSION, "epoch": 0, "step": 0, **val, "time_s": 0.0})
+        while stop_reason is None and self.epoch < t.epochs:
+            epoch, epoch_start = self.epoch + 1, time.time()
+            m = self.train_epoch(epoch)
+            improved = False
+            if epoch % t.test_freq == 0 or epoch == t.epochs:
+                val = self.validate()
+                m.update(val)
+                self.last_val = val
+                decision = self.early_stopping.update(epoch, m)
+                improved = decision.improved
+                if es_cfg.enabled and decision.stop:
+                    stop_reason = decision.reason
+            self.epoch = epoch
+            line = {"schema_version": SCHEMA_VERSION, "epoch": epoch, "step": self.step, **m,
+                    "time_s": time.time() - epoch_start}
+            self.log(line)
+            self.last_metrics = line
+            self.wall_time_s = base_wall + time.time() - started
+            if epoch % t.save_freq == 0 or epoch == t.epochs or stop_reason or improved:
+                self.save_checkpoint(epoch, m, best=improved)
+            print(f"[{self.arm}] epoch {epoch} step {self.step} " + " ".join(
+                f"{k}={v:.3f}" for k, v in m.items() if k.startswith(("val/", "train/reward")) and v == v), flush=True)
+        self.wall_time_s = base_wall + time.time() - started
+        return self.write_summary(stop_reason)
+
+    def save_checkpoint(self, epoch: int, metrics: dict, best: bool) -> Path:
+        state = {"epoch": epoch, "step": self.step, "optimizer": self.optimizer.state_dict(),
+                 "critic": self.critic.state_dict() if self.critic is not None else None,
+                 "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer is not None else None,
+                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                         "pcgrad": self.pcgrad_generator.get_state()},
+                 "data_position": {"next_epoch": epoch + 1, "batch": 0},
+                 "early_stopping": self.early_stopping.to_dict(), "wall_time_s": self.wall_time_s,
+                 "last_val": self.last_val, "last_metrics": self.last_metrics}
+        meta = {"schema_version": SCHEMA_VERSION, "experiment": self.experiment, "arm": self.arm, "epoch": epoch,
+                "step": self.step, "metrics": metrics, "config": self.cfg.model_dump(mode="json")}
+        path = checkpoint.save(self.experiment, self.arm, epoch, self.policy, self.tokenizer, state, meta, best=best)
+        checkpoint.prune(self.experiment, self.arm, self.cfg.trainer.keep_last)
+        return path
+
+    def write_summary(self, stop_reason: str | None) -> dict:
+        es = self.early_stopping
+        devices = torch.cuda.device_count() if self.device == "cuda" else 1
+        summary = {"schema_version": SCHEMA_VERSION, "config": self.cfg.model_dump(mode="json"),
+                   "experiment": self.experiment, "arm": self.arm,
+                   "final": {**self.last_val, **self.last_metrics},
+                   "best": {"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
+                   "stopped_early": stop_reason is not None, "stop_epoch": self.epoch,
+                   "stop_reason": stop_reason or f"reached trainer.epochs = {self.cfg.trainer.epochs}",
+                   "wall_time_s": self.wall_time_s, "device": self.device, "devices": devices,
+                   "device_hours": self.wall_time_s / 3600 * devices,
+                   "resumed_from": str(self.resumed_from) if self.resumed_from else None}
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary
+
+    def cleanup(self) -> None:
+        if getattr(self, "rollouts", None) is not None:
+            self.rollouts.close()
+        if getattr(self, "wandb", None) is not None:
+            self.wandb.finish()
+
+
+def _mean(xs: list[float]) -> float:
+    return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------- entry points (in the job)
+
+
+def train_entry(run_dir: str, experiment: str, arm: str, config: dict) -> int:
+    cfg = TrainConfig.model_validate(config)
+    trainer = PPOTrainer(cfg, experiment, arm, run_dir)
+    try:
+        trainer.setup()
+        trainer.train()
+    finally:
+        trainer.cleanup()
+    return 0
+
+
+def prepare(run_dir: str, experiment: str, domains: list[str], tiny_model: dict, n_train: int, n_val: int,
+            seed: int) -> int:
+    """Tiny preset's first stage: a tiny random model and synthetic verl parquet files."""
+    from ..tiny import build_model
+
+    build_model(Path(run_dir) / "model", seed=seed, **tiny_model)
+    for i, d in enumerate(domains):
+        write_synthetic(d, Path(run_dir) / "data", n_train, n_val, seed + i)
+    print(f"prepared {run_dir}: model/ and data/ for {', '.join(domains)}", file=sys.stderr)
+    return 0
