@@ -2,7 +2,7 @@
 
 A fixture experiment in the documented formats: 2 arms × 25 checkpoints × 20 tasks (4 domains)
 of evaluation files (8 metrics and 100 per-example results each), 25 epochs of training metrics per
-arm, 1,000 registry jobs; plus a sweep of 5 models × 4 tasks. Measured: `collect` + `write_report`
+arm, 1,250 registry jobs; plus a sweep of 5 models × 4 tasks. Measured: `collect` + `write_report`
 in one process (what `orchestrate report` does after start-up), and the CLI end to end.
 
     python benchmarks/bench_report.py
@@ -64,7 +64,7 @@ def build(experiment: str) -> None:
                 "throughput_tokens_per_s": 100.0, "wall_time_s": 10.0, "load_time_s": 1.0,
                 "hardware": {"energy_wh": 1.0, "gpu_count": 1}}))
     reg = Registry()
-    runs = [(f"run{i}", []) for i in range(1000)]
+    runs = [(f"run{i}", []) for i in range(1250)]
     with reg.transaction():
         job = reg.add_job("9001", "slurm", experiment, "eval", str(paths.stage_dir(experiment, "eval")),
                           "#SBATCH --gpus-per-node=1\n", runs, [])

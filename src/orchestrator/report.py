@@ -192,7 +192,7 @@ def _curves(res: Results) -> tuple[str, dict[str, dict[str, list[tuple[int, floa
     if not curves:
         source = "training validation"
         for r in res.of("train"):
-            if r.domain and r.metric.startswith("val/") and r.value is not None:
+            if r.domain and r.metric == f"val/{r.domain}/reward" and r.value is not None:
                 curves[r.domain][r.arm][r.epoch].append(r.value)
                 hib.setdefault(r.domain, r.higher_is_better is not False)
     flat = {d: {a: sorted((e, sum(v) / len(v)) for e, v in eps.items()) for a, eps in sorted(arms.items())}

@@ -101,3 +101,22 @@ def test_unknown_and_empty_experiments(orch_home):
     paths.experiment_dir("empty").mkdir(parents=True)
     with pytest.raises(UserError, match=r"no results for experiment 'empty': looked for training .*metrics.jsonl"):
         collect("empty")
+
+
+def test_unfinished_inference_run_is_read_from_its_predictions(orch_home):
+    """A run killed before summary.json: accuracy recomputed from predictions.jsonl, torn line skipped."""
+    from report.fixtures import sweep_experiment
+
+    sweep_experiment("s")
+    run = paths.run_dir("s", "mid-7b__coqa")
+    (run / paths.SUMMARY_FILE).unlink()
+    preds = run / paths.PREDICTIONS_FILE
+    lines = preds.read_text().splitlines()
+    preds.write_text("\n".join(lines[:10]) + '\n{"id": "q10", "mod')
+    res = collect("s")
+    acc = next(r for r in res.rows if r.source == "inference" and r.run == "mid-7b__coqa" and r.metric == "accuracy")
+    expected = [json.loads(x)["correct"] for x in lines[:10]]
+    assert acc.value == pytest.approx(sum(expected) / 10) and acc.n == 10
+    assert any("mid-7b__coqa/summary.json: missing: metrics recomputed" in w for w in res.warnings)
+    assert any("mid-7b__coqa/predictions.jsonl: 1 malformed line(s)" in w for w in res.warnings)
+    assert "mid-7b" in build(res)["inference"]["scaling"]["ranking"]
