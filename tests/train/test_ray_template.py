@@ -112,7 +112,9 @@ def test_template_vars_refuse_a_long_temp_root(orch_home):
 LOCAL = textwrap.dedent("""
     import json, os, pathlib
     from orchestrator.train.ray_cluster import connect, spread, node_of, node_names
-    connect(num_cpus=2, object_store_memory=80 * 1024 * 1024)
+    import ray  # imported before connect(), as a caller may have: the token mode must still apply
+    assert connect(num_cpus=2, object_store_memory=80 * 1024 * 1024) is not None
+    assert connect() is None  # connected already: a second call is harmless
 
     class Echo:
         def __init__(self, tag):
@@ -120,7 +122,6 @@ LOCAL = textwrap.dedent("""
         def get(self):
             return self.tag
 
-    import ray
     actors = spread(Echo, 3, "t", actor_options={"num_cpus": 0.5})
     print(json.dumps({"tags": ray.get([a.get.remote() for a in actors]), "nodes": [node_of(a) for a in actors],
                       "known": sorted(node_names().values()), "mode": os.environ["RAY_AUTH_MODE"]}))

@@ -126,7 +126,8 @@ def ray_template_vars(resources, *, join_timeout_s: int = 300, worker_ports: int
 
 def connect(**init_kwargs: Any):
     """Connect to the job's Ray cluster (RAY_ADDRESS, set by templates/ray.sh.j2, with its token
-    in RAY_AUTH_TOKEN), or start a local one elsewhere (tests, a laptop). Returns ray.init's context."""
+    in RAY_AUTH_TOKEN), or start a local one elsewhere (tests, a laptop). Returns ray.init's context,
+    or None when this process is connected already."""
     address = os.environ.get("RAY_ADDRESS")
     if not address and "RAY_AUTH_MODE" not in os.environ:
         # Local: a token of our own in this process's environment, so Ray writes none to
@@ -140,6 +141,8 @@ def connect(**init_kwargs: Any):
             Config.initialize("")
     import ray
 
+    if ray.is_initialized():
+        return None
     if address:
         if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
             raise RuntimeError("RAY_AUTH_MODE=token but RAY_AUTH_TOKEN is not set: run the driver inside the "
