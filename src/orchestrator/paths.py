@@ -113,9 +113,9 @@ JUDGED_FILE = "judged.jsonl"
 JUDGE_SUMMARY_FILE = "judge_summary.json"
 
 
-def judge_server_log(experiment: str, run: str) -> Path:
-    """Log of a judge model server started inside the job's allocation (vLLM)."""
-    return run_dir(experiment, run) / "judge_server.log"
+def judge_server_log_prefix(stage_folder: Path) -> str:
+    """Log of a judge model server started inside a job's allocation: this prefix + '<job id>.log'."""
+    return str(stage_folder / "judge_server_")
 
 
 def ray_temp_root() -> Path:

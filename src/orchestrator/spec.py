@@ -21,6 +21,7 @@ from .errors import SpecError
 # Job kinds register here by import path, so a kind's heavy dependencies load only when used.
 KINDS: dict[str, str] = {
     "command": "orchestrator.kinds.command:CommandSpec",
+    "judge": "orchestrator.kinds.judge:JudgeSpec",
     "inference": "orchestrator.kinds.inference:InferenceSpec",
     "sweep": "orchestrator.kinds.inference:SweepSpec",
     "eval": "orchestrator.kinds.eval:EvalSpec",
