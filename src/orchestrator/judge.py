@@ -36,6 +36,12 @@ TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 BASE_URL_ENV = "ORCH_JUDGE_BASE_URL"
 MODEL_ENV = "ORCH_JUDGE_MODEL"
 RULES = ("exact", "math")
+# Task or domain names of the task configs → tag domains; a spec's `domains` adds to / overrides it.
+DEFAULT_DOMAINS = {
+    "math": "MATH", "gsm8k": "MATH", "math500": "MATH", "aime": "MATH",
+    "medqa": "MED", "medmcqa": "MED", "pubmedqa": "MED", "mmlu_medical": "MED",
+    "coqa": "READ", "boolq": "READ", "squad": "READ", "qa": "READ", "race": "READ", "drop": "READ",
+}
 
 DEFAULT_PROMPT = """\
 You are grading an answer to a question against a reference answer.
@@ -162,15 +168,20 @@ def tag(prediction: str, correct: bool | None, domain: str) -> str | None:
 
 
 def domain_of(record: dict, cfg: JudgeConfig) -> str:
-    task = str(record.get("task", ""))
-    domain = cfg.domains.get(task) or record.get("domain")
-    if not domain:
-        raise ValueError(f"task {task!r} has no domain: the record carries none; map it with domains: {{{task}: MATH}}")
-    domain = str(domain).upper()
-    if domain not in cfg.tags:
-        raise ValueError(f"task {task!r} has domain {domain!r}, not one of the tags {list(cfg.tags)}: "
-                         f"map it with domains: {{{task}: ...}} or add it to tags")
-    return domain
+    """The tag domain of a record: the spec's `domains` (by task, then by the record's own domain),
+    else the record's domain when it already is a tag, else DEFAULT_DOMAINS (task configs name
+    fine-grained domains such as "medqa" or "coqa")."""
+    task, own = str(record.get("task") or ""), str(record.get("domain") or "")
+    found = next((cfg.domains[k] for k in (task, own) if k and k in cfg.domains), None)
+    if found is None and own.upper() in cfg.tags:
+        found = own.upper()
+    if found is None:
+        found = next((DEFAULT_DOMAINS[k.lower()] for k in (task, own) if k.lower() in DEFAULT_DOMAINS), None)
+    if found is None or found.upper() not in cfg.tags:
+        got = f"maps to {found!r}, which is not" if found else "maps to none of"
+        raise ValueError(f"task {task!r} (domain {own!r}) {got} the tags {list(cfg.tags)}: "
+                         f"map it with domains: {{{task or own}: {cfg.tags[0]}}} or add a tag to tags")
+    return found.upper()
 
 
 # --------------------------------------------------------------------------- rule-based judges
@@ -389,7 +400,7 @@ class Appender:
 
 
 def judged_record(record: dict, verdict: Verdict, domain: str) -> dict:
-    return {**record, "domain": domain,
+    return {**record, "tag_domain": domain,
             "verdict": {"correct": verdict.correct, "explanation": verdict.explanation, "judge": verdict.judge,
                         "raw": verdict.raw, "attempts": verdict.attempts, "error": verdict.error},
             "tagged_response": tag(str(record.get("prediction") or ""), verdict.correct, domain)}
@@ -485,7 +496,7 @@ def summarise(out: Path) -> dict:
         rec = json.loads(line)
         n += 1
         c = rec["verdict"]["correct"]
-        d = by_domain.setdefault(rec["domain"], {"n": 0, "correct": 0, "no_verdict": 0})
+        d = by_domain.setdefault(rec["tag_domain"], {"n": 0, "correct": 0, "no_verdict": 0})
         d["n"] += 1
         if c is None:
             unjudged += 1

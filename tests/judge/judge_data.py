@@ -5,7 +5,9 @@ import json
 from pathlib import Path
 
 
-TASK_DOMAIN = {"gsm8k": "math", "medqa": "med", "coqa": "read"}
+# as the task configs write them (fine-grained), and the tag each maps to by default
+TASK_DOMAIN = {"gsm8k": "math", "medqa": "medqa", "coqa": "coqa"}
+TASK_TAG = {"gsm8k": "MATH", "medqa": "MED", "coqa": "READ"}
 
 
 def prediction(i: int, task: str = "gsm8k", correct: bool = True, domain: str | None = None) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from chat_server import ChatServer, completion
-from judge_data import mixed, prediction, read_jsonl, write_predictions
+from judge_data import TASK_TAG, mixed, prediction, read_jsonl, write_predictions
 
 from orchestrator import paths
 from orchestrator.errors import UserError
@@ -61,7 +61,8 @@ def test_judges_every_item_once_with_structured_verdict_and_tags(tmp_path):
         assert v["correct"] is expected and v["judge"] == "judge-model" and v["error"] is None
         assert json.loads(v["raw"])["correct"] is expected  # the raw reply is kept
         assert v["explanation"] in ("matches the reference", "differs from the reference")
-        domain = rec["domain"].upper()
+        domain = TASK_TAG[rec["task"]]
+        assert out["tag_domain"] == domain and out["domain"] == rec["domain"]  # the record's own is kept
         assert out["tagged_response"] == rec["prediction"] + (f" <CN_{domain}>" if expected else f" <UN_{domain}>")
         assert out["prediction"] == rec["prediction"] and out["scores"] == rec["scores"]  # the record is kept
     assert summary["n"] == 12 and summary["correct"] == 8 and summary["incorrect"] == 4
@@ -235,7 +236,7 @@ def test_partial_last_line_is_cut_and_rejudged(tmp_path):
     preds = write_predictions(tmp_path / "in" / "predictions.jsonl", records)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    first = {**records[0], "domain": "MATH", "verdict": {"correct": True, "explanation": "", "judge": "j",
+    first = {**records[0], "tag_domain": "MATH", "verdict": {"correct": True, "explanation": "", "judge": "j",
                                                           "raw": None, "attempts": 1, "error": None},
              "tagged_response": "answer 0 <CN_MATH>"}
     (run_dir / paths.JUDGED_FILE).write_text(json.dumps(first) + "\n" + '{"id": "gsm8k-1", "verd')

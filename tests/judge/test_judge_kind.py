@@ -126,6 +126,7 @@ def test_vllm_server_template(spec_file, tmp_path, orch_home, judge_env):
     assert '"${ORCH_JUDGE_BASE_URL}/models"' in script and "did not answer" in script
     assert script.index("judge server ready") < script.index("submitit.core._submit")  # wait, then judge
     assert "#SBATCH --array=0-1%2" in script
+    assert "#SBATCH --signal=USR2@120" in script  # requeued at the time limit; resumes from judged.jsonl
     assert KEY not in script and KEY_ENV not in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)  # valid shell
     # the job may run without a key against its own server

@@ -39,14 +39,20 @@ def test_tag():
 
 
 def test_domain_from_record_mapping_and_errors():
-    cfg = JudgeConfig(domains={"pubmedqa": "MED"})
-    assert domain_of(prediction(0, "gsm8k"), cfg) == "MATH"  # the record's own domain, upper-cased
-    assert domain_of(prediction(0, "pubmedqa", domain="read"), cfg) == "MED"  # the mapping wins
-    with pytest.raises(ValueError, match="no domain"):
+    cfg = JudgeConfig(domains={"pubmedqa": "MED", "trivia": "READ"})
+    assert domain_of(prediction(0, "gsm8k", domain="math"), cfg) == "MATH"  # the record's own domain, upper-cased
+    assert domain_of(prediction(0, "pubmedqa", domain="read"), cfg) == "MED"  # the spec's mapping wins
+    assert domain_of(prediction(0, "x", domain="trivia"), cfg) == "READ"  # mapped by the record's domain
+    # the task configs' fine-grained domains map to the tags by default
+    assert [domain_of(prediction(0, t, domain=t), cfg) for t in ("medqa", "coqa", "boolq", "math")] == \
+        ["MED", "READ", "READ", "MATH"]
+    with pytest.raises(ValueError, match="maps to none of the tags"):
         domain_of({**prediction(0, "foo"), "domain": None}, cfg)
-    with pytest.raises(ValueError, match="not one of the tags"):
+    with pytest.raises(ValueError, match=r"domains: \{foo: MATH\}"):
         domain_of(prediction(0, "foo", domain="code"), cfg)
     assert domain_of(prediction(0, "foo", domain="code"), JudgeConfig(tags=("CODE",))) == "CODE"
+    with pytest.raises(ValueError, match="maps to 'MATH', which is not"):
+        domain_of(prediction(0, "gsm8k", domain="math"), JudgeConfig(tags=("CODE",)))
 
 
 def test_backoff_schedule_grows_is_capped_and_honours_retry_after():

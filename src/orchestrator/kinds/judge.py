@@ -9,7 +9,7 @@
       model: Qwen/Qwen2.5-7B-Instruct      # default: $ORCH_JUDGE_MODEL
       api_key_env: OPENAI_API_KEY          # the NAME of the variable; the key stays in the environment
     num_workers: 16                        # requests in flight
-    domains: {gsm8k: MATH}                 # task → domain tag (default: the record's own domain)
+    domains: {gsm8k: MATH}                 # task or domain name → tag (default: judge.DEFAULT_DOMAINS)
 
 One array task per predictions file; each writes logs/<experiment>/<run>/judged.jsonl (resumable)
 and judge_summary.json. With `judge.server`, the job first starts a vLLM OpenAI server in its own
@@ -110,7 +110,7 @@ class JudgeSpec(BaseSpec):
     judge: JudgeModel = Field(default_factory=JudgeModel)
     num_workers: int = Field(8, ge=1, le=1024)  # requests in flight (--set num_workers=32)
     flush_every: int = Field(16, ge=1)  # judged records per append + fsync
-    domains: dict[str, str] = Field(default_factory=dict)  # task → domain tag
+    domains: dict[str, str] = Field(default_factory=dict)  # task or record domain → tag
     tags: list[str] = Field(default_factory=lambda: ["MATH", "MED", "READ"], min_length=1)
 
     @field_validator("tags")
@@ -226,5 +226,8 @@ class JudgeSpec(BaseSpec):
                 "server_args": list(server.args), "startup_timeout_s": server.startup_timeout_s,
                 "server_log_prefix": paths.judge_server_log_prefix(paths.stage_dir(self.name, "judge")),
             }
+        # Checkpointable: at the time limit or on preemption submitit requeues the unit, which
+        # resumes from its own judged.jsonl (judging is idempotent per id).
         return [Stage(name="judge", resources=self.resources, env=self.env, units=units,
-                      array_parallelism=self.array_parallelism, template=template, template_vars=template_vars)]
+                      array_parallelism=self.array_parallelism, checkpointable=True,
+                      template=template, template_vars=template_vars)]

@@ -1,0 +1,65 @@
+"""Judge throughput against an endpoint with fixed latency: how `num_workers` scales it.
+
+A local chat-completions server (tests/judge/chat_server.py) answers each request after 50 ms;
+400 predictions are judged with num_workers = 1, 4, 16, 64 into fresh run directories. Printed:
+items/s and the speed-up over one worker (ideal: ×num_workers while the server keeps up), plus the
+cost of 10 % rate-limited requests (429 with Retry-After: 0.05) at num_workers = 16.
+
+    python benchmarks/bench_judge.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO
+
+sys.path.insert(0, str(REPO / "tests" / "judge"))
+from chat_server import ChatServer  # noqa: E402
+from judge_data import prediction, write_predictions  # noqa: E402
+
+N, LATENCY_S = 400, 0.05
+
+
+def run(server: ChatServer, tmp: Path, workers: int, tag: str) -> tuple[float, dict]:
+    from orchestrator.judge import judge_run
+
+    preds = write_predictions(tmp / "in" / "predictions.jsonl", [prediction(i, correct=i % 2 == 0) for i in range(N)])
+    run_dir = tmp / f"run-{tag}"
+    cfg = {"type": "llm", "base_url": server.url, "model": "judge", "api_key_env": "BENCH_JUDGE_KEY",
+           "num_workers": workers, "backoff_base_s": 0.05, "backoff_max_s": 1.0}
+    t0 = time.perf_counter()
+    judge_run(str(run_dir), "bench", str(preds), cfg)
+    wall = time.perf_counter() - t0
+    return wall, json.loads((run_dir / "judge_summary.json").read_text())
+
+
+def main() -> None:
+    os.environ["BENCH_JUDGE_KEY"] = "bench"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-judge-"))
+    with ChatServer(delay_s=LATENCY_S) as server:
+        base = None
+        print(f"{N} items, server latency {LATENCY_S * 1000:.0f} ms")
+        for w in (1, 4, 16, 64):
+            wall, summary = run(server, tmp, w, f"w{w}")
+            base = base or wall
+            assert summary["n"] == N
+            print(f"num_workers={w:3d}: {N / wall:7.1f} items/s  speed-up ×{base / wall:5.1f}  "
+                  f"(max in flight {server.max_in_flight})")
+            server.max_in_flight = 0
+    clean = wall_16 = None
+    with ChatServer(delay_s=LATENCY_S) as server:
+        clean, _ = run(server, tmp, 16, "clean16")
+    with ChatServer(delay_s=LATENCY_S, script=lambda c: (429, {"Retry-After": "0.05"}, {"error": {"message": "slow"}})
+                    if c.index % 10 == 0 else None) as server:
+        wall_16, summary = run(server, tmp, 16, "limited16")
+    print(f"10% rate-limited at num_workers=16: {summary['retries']} retries, "
+          f"wall ×{wall_16 / clean:.2f} of the clean run, all {summary['n']} judged once")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The judge consumes what the inference kind writes: a tiny-model inference experiment (local
+executor), then `judge-tagging` over its runs — every prediction graded once and tagged with its
+task's domain."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer
+from helpers import wait_final
+from judge_data import read_jsonl
+
+from orchestrator import paths
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "inference"
+KEY_ENV = "ORCH_TEST_JUDGE_KEY"
+KEY = "sk-after-inference-0b5e"
+
+
+@pytest.mark.slow
+def test_judge_tagging_over_an_inference_experiment(cli, spec_file, orch_home, monkeypatch):
+    tasks = "".join(f"  - {{task: {t}, dataset: {{data_files: {FIX / f}}}, generation: {{max_new_tokens: 4}}}}\n"
+                    for t, f in [("coqa", "coqa-dev.json"), ("medqa", "medqa.jsonl"), ("math", "math.jsonl")])
+    infer = spec_file("tinyinf", f"""\
+kind: inference
+models: [tiny]
+tasks:
+{tasks}device: cpu
+limit: 2
+batch_size: 2
+wandb: {{enabled: false}}
+resources: {{time: "15", mem: 2G}}
+""")
+    res = cli("submit", infer, "--executor", "local")
+    assert res.code == 0, res.err
+    runs = wait_final("tinyinf", timeout=600)
+    assert {t.state for t in runs.values()} == {"COMPLETED"}, {r: t.reason for r, t in runs.items()}
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with ChatServer(key=KEY) as server:
+        res = cli("submit", "judge-tagging", "--executor", "local", "--set", "inputs.experiment=tinyinf",
+                  "--set", f"judge.base_url={server.url}", "--set", "judge.model=judge-model",
+                  "--set", f"judge.api_key_env={KEY_ENV}")
+        assert res.code == 0, res.err
+        judged_runs = wait_final("judge-tagging", timeout=300)
+    assert set(judged_runs) == set(runs) and {t.state for t in judged_runs.values()} == {"COMPLETED"}
+    assert Counter(c.status for c in server.calls) == {200: 6}  # 3 tasks × 2 examples, each once
+    for run in runs:
+        preds = read_jsonl(paths.run_dir("tinyinf", run) / paths.PREDICTIONS_FILE)
+        judged = {r["id"]: r for r in read_jsonl(paths.run_dir("judge-tagging", run) / paths.JUDGED_FILE)}
+        assert set(judged) == {p["id"] for p in preds}
+        for p in preds:
+            out = judged[p["id"]]
+            domain = {"tiny__coqa": "READ", "tiny__medqa": "MED", "tiny__math": "MATH"}[run]
+            assert out["tag_domain"] == domain and out["domain"] == p["domain"]
+            expected = " <CN_" if out["verdict"]["correct"] else " <UN_"
+            assert out["tagged_response"] == p["prediction"] + expected + domain + ">"
