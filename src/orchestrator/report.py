@@ -107,15 +107,15 @@ def _overview(res: Results, arms: list[str], opts: Options) -> dict:
             states[r.state] += 1
         job_rows.append({"experiment": exp, "stage": stage, "n": len(rs),
                          "states": ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
-                         "wall_hours": sum(r.wall_hours or 0 for r in rs),
-                         "device_hours": sum(r.device_hours or 0 for r in rs)})
+                         "wall_hours": sum((r.wall_hours or 0.0 for r in rs), 0.0),
+                         "device_hours": sum((r.device_hours or 0.0 for r in rs), 0.0)})
     failures = [{"experiment": r.experiment, "run": r.run, "stage": r.stage, "state": r.state,
                  "exit_code": r.exit_code, "node": r.node, "reason": r.detail,
                  "log_tail": "\n".join(r.log_tail.splitlines()[-opts.log_tail_lines:])}
                 for r in sorted(jobs, key=lambda r: (r.experiment, r.stage, r.run)) if r.state in FAILED_STATES]
     return {"arms": arm_rows, "jobs": job_rows, "failures": failures,
-            "total_wall_hours": sum(r.wall_hours or 0 for r in jobs),
-            "total_device_hours": sum(r.device_hours or 0 for r in jobs)}
+            "total_wall_hours": sum((r.wall_hours or 0.0 for r in jobs), 0.0),
+            "total_device_hours": sum((r.device_hours or 0.0 for r in jobs), 0.0)}
 
 
 def _primary(res: Results) -> dict[tuple[str, str, str], Row]:
@@ -200,6 +200,11 @@ def _curves(res: Results) -> tuple[str, dict[str, dict[str, list[tuple[int, floa
     return source, flat, hib
 
 
+def _trained(curve: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Points that are checkpoints: epoch 0 is the validation before training (plotted, never chosen)."""
+    return [p for p in curve if p[0] >= 1] or curve
+
+
 def _evolution(res: Results, opts: Options) -> dict | None:
     source, curves, hib = _curves(res)
     if not curves:
@@ -207,8 +212,9 @@ def _evolution(res: Results, opts: Options) -> dict | None:
     rows = []
     for dom, arms in curves.items():
         for arm, curve in arms.items():
-            best = best_checkpoint(curve, hib[dom])
-            flag, drop = overfitting(curve, hib[dom], opts.overfit_threshold)
+            trained = _trained(curve)
+            best = best_checkpoint(trained, hib[dom])
+            flag, drop = overfitting(trained, hib[dom], opts.overfit_threshold)
             rows.append({"domain": dom, "arm": arm, "epochs": len(curve), "best_epoch": best[0] if best else None,
                          "best": best[1] if best else None, "last_epoch": curve[-1][0], "last": curve[-1][1],
                          "drop": drop, "overfit": flag})
@@ -260,7 +266,7 @@ def _recommendations(cmp: dict | None, evo: dict | None, overview: dict) -> list
         for dom, arms in evo["curves"].items():
             sign = 1 if evo["higher_is_better"][dom] else -1
             for arm, curve in arms.items():
-                for e, v in curve:
+                for e, v in _trained(curve):
                     by_arm[arm][e].append(sign * v)
         n_dom = len(evo["curves"])
         for arm, eps in sorted(by_arm.items()):

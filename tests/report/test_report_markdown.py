@@ -162,3 +162,16 @@ def test_direction_comes_from_the_metric(orch_home):
         path.write_text(json.dumps(rec))
     (arm,) = build(collect("calib"))["comparison"]["arms"]
     assert arm["tasks"][0]["delta"] == pytest.approx(-0.2) and arm["tasks"][0]["mark"] == "improvement"
+
+
+def test_epoch_zero_is_plotted_but_never_chosen(orch_home):
+    """Trainers validate before training (epoch 0): a curve point, not a checkpoint to recommend."""
+    arm = paths.run_dir("t", "solo")
+    arm.mkdir(parents=True)
+    lines = [{"schema_version": 1, "epoch": e, "val/a/reward": v} for e, v in ((0, 0.9), (1, 0.2), (2, 0.5), (3, 0.4))]
+    (arm / paths.METRICS_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ctx = build(collect("t"))
+    (row,) = ctx["evolution"]["rows"]
+    assert ctx["evolution"]["curves"]["a"]["solo"][0] == (0, 0.9)
+    assert (row["best_epoch"], row["best"], row["overfit"]) == (2, 0.5, True)
+    assert "Checkpoint for solo: epoch 2 (best mean over 1 domain(s), training validation)." in ctx["recommendations"]
