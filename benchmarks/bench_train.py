@@ -1,0 +1,108 @@
+"""Training benchmarks, ratios measured in one run (CPU unless a GPU is present):
+
+1. PPO policy-update step time with PCGrad over 2 domains / the baseline's (sum of per-domain
+   losses, one backward) on the same rollout batch. Target <= 1.3.
+2. Rollout throughput (samples/s) with 2 Ray rollout workers vs. 1. Target >= 1.7x.
+
+    python benchmarks/bench_train.py [--hidden 128 --layers 4 --repeats 10 --requests 256]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
+    os.environ["ORCH_HOME"] = str(work / "home")
+    from orchestrator.kinds.train import TrainConfig
+    from orchestrator.tiny import build_model
+    from orchestrator.train.data import write_synthetic
+    from orchestrator.train.recipe import PPOTrainer
+
+    model = build_model(work / "model", hidden=hidden, layers=layers, heads=4)
+    domains = {}
+    for i, (d, reward) in enumerate((("arithmetic", "math"), ("copy", "exact"))):
+        train, val = write_synthetic(d, work / "data", batch, 8, seed=i)
+        domains[d] = {"train": str(train), "val": str(val), "reward": reward}
+    cfg = TrainConfig.model_validate({
+        "model": str(model), "domains": domains,
+        "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.001},
+        "trainer": {"batch_size": batch, "max_response_tokens": 8, "lr": 1e-4},
+        "rollout": {"workers": 0}, "wandb": {"enabled": False}})
+    trainer = PPOTrainer(cfg, "bench", "arm", work / "run")
+    trainer.setup()
+    return trainer, cfg
+
+
+def bench_step(trainer, repeats: int) -> tuple[float, float]:
+    """Median seconds of one policy update on one fixed batch: baseline vs PCGrad."""
+    import torch
+
+    from orchestrator.train.rollout import Request
+
+    half = trainer.cfg.trainer.batch_size // 2  # both domains in the batch
+    examples = [e for d in trainer.domains for e in [x for x in trainer.train_data if x.domain == d][:half]]
+    requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(4)]
+    b = trainer._batch(trainer.rollouts.generate(requests, seed=0))
+    trainer._advantages(b)
+    idx = torch.arange(b["resp"].shape[0])
+    assert len(trainer._by_domain(b, idx)) == 2
+    times = {False: [], True: []}
+    mtl = trainer.cfg.mtl
+    for _ in range(repeats + 1):  # first round: warm-up, discarded
+        for enabled in (False, True):
+            object.__setattr__(mtl, "enabled", enabled)
+            t0 = time.perf_counter()
+            trainer._policy_step(b, idx, diagnose=False)
+            times[enabled].append(time.perf_counter() - t0)
+    return statistics.median(times[False][1:]), statistics.median(times[True][1:])
+
+
+def bench_rollout(model_dir: str, n_requests: int) -> dict[int, float]:
+    """Samples per second with 1 and 2 Ray rollout workers (1 CPU, 1 thread each)."""
+    from orchestrator.train.rollout import Request, Rollouts
+
+    requests = [Request("copy", [{"role": "user", "content": f"copy: {chr(97 + i % 8)}"}], "a", i) for i in range(n_requests)]
+    kwargs = dict(model_path=model_dir, rewards={"copy": "exact"}, max_new_tokens=16, temperature=1.0, threads=1)
+    out = {}
+    for n in (1, 2):
+        r = Rollouts(n, kwargs, num_cpus=1)
+        r.generate(requests[: 4 * n], seed=0)  # warm-up: actors up, weights loaded
+        t0 = time.perf_counter()
+        samples = r.generate(requests, seed=1)
+        out[n] = len(samples) / (time.perf_counter() - t0)
+        r.close()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--batch", type=int, default=16, help="prompts per step (x4 responses)")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--requests", type=int, default=256)
+    args = p.parse_args()
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        trainer, cfg = setup_trainer(Path(tmp), args.hidden, args.layers, args.batch)
+        n_params = sum(p.numel() for p in trainer.policy.parameters())
+        base, pc = bench_step(trainer, args.repeats)
+        trainer.cleanup()
+        print(f"policy update, 2 domains, {args.batch * 4} responses, {n_params / 1e6:.2f}M params, "
+              f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}:")
+        print(f"  baseline {base * 1000:.1f} ms, pcgrad {pc * 1000:.1f} ms -> ratio {pc / base:.2f} (target <= 1.3)")
+        rates = bench_rollout(cfg.model, args.requests)
+        print(f"rollout, {args.requests} requests x 16 tokens: 1 worker {rates[1]:.1f} samples/s, "
+              f"2 workers {rates[2]:.1f} samples/s -> speed-up {rates[2] / rates[1]:.2f}x (target >= 1.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`orchestrate submit mtl-comparison-tiny` on the real two-node test cluster: both arms learn,
+with Ray rollout actors, checkpoints and early stopping as configured; a job requeued with
+`scontrol requeue` resumes from its latest checkpoint and ends where an uninterrupted twin does."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+from helpers import wait_final
+
+from orchestrator import paths
+from orchestrator.registry import Registry
+from orchestrator.train import checkpoint
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+VOLATILE = ("time_s", "train/update_s")
+
+
+def lines(experiment: str, arm: str) -> list[dict]:
+    return [json.loads(x) for x in (paths.run_dir(experiment, arm) / "metrics.jsonl").read_text().splitlines()]
+
+
+def summary(experiment: str, arm: str) -> dict:
+    return json.loads((paths.run_dir(experiment, arm) / "summary.json").read_text())
+
+
+def test_mtl_comparison_tiny_on_slurm(cli, slurm_home):
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", "mtl-e2e",
+              "--set", "trainer.epochs=12", "--set", "trainer.test_freq=4", "--set", "trainer.save_freq=4",
+              "--set", "early_stopping.min_epochs=12")
+    assert res.code == 0, res.err
+    ids = re.findall(r"stage (prepare|baseline|pcgrad): job (\d+)", res.out)
+    assert [s for s, _ in ids] == ["prepare", "baseline", "pcgrad"]
+    assert "orchestrate status mtl-e2e" in res.out and "W&B (offline, group mtl-e2e, run pcgrad)" in res.out
+    tasks = wait_final("mtl-e2e", timeout=1200, interval=3)
+    assert {r: t.state for r, t in tasks.items()} == {"prepare": "COMPLETED", "baseline": "COMPLETED", "pcgrad": "COMPLETED"}, \
+        {r: (t.state, t.reason) for r, t in tasks.items()}
+    for arm in ("baseline", "pcgrad"):
+        m, s = lines("mtl-e2e", arm), summary("mtl-e2e", arm)
+        assert s["final"]["val/reward_mean"] >= m[0]["val/reward_mean"] + 0.15, (arm, m[0], s["final"])
+        assert s["stop_epoch"] == 12 and s["config"]["mtl"]["enabled"] is (arm == "pcgrad")
+        assert "grad/conflict_fraction" in m[-1]
+        kept = checkpoint.epochs("mtl-e2e", arm)
+        best = checkpoint.best("mtl-e2e", arm)
+        assert checkpoint.latest("mtl-e2e", arm).name == "epoch_12"
+        assert set(kept[-2:]) | {int(best.name.split("_")[1])} == set(kept)  # keep_last 2, plus the best
+    runs = sorted(p.name for p in paths.wandb_dir().rglob("offline-run-*"))
+    assert [r for r in runs if r.endswith("mtl-e2e-baseline")] and [r for r in runs if r.endswith("mtl-e2e-pcgrad")], runs
+
+
+def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home):
+    # two identical arms; one is requeued by SLURM (`scontrol requeue`) in the middle of its run
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", "mtl-requeue",
+              "--set", "arms.pcgrad.mtl.enabled=false", "--set", "trainer.epochs=8", "--set", "trainer.test_freq=2",
+              "--set", "trainer.save_freq=2", "--set", "trainer.keep_last=10", "--set", "early_stopping.enabled=false",
+              "--set", "rollout.workers=0", "--set", "wandb.enabled=false")
+    assert res.code == 0, res.err
+    job = dict(re.findall(r"stage (\w+): job (\d+)", res.out))["pcgrad"]
+    latest = paths.latest_checkpoint_file("mtl-requeue", "pcgrad")
+    deadline = time.monotonic() + 900
+    while not (latest.exists() and latest.read_text().strip() == "epoch_2"):
+        assert time.monotonic() < deadline, "no epoch-2 checkpoint"
+        assert not (paths.run_dir("mtl-requeue", "pcgrad") / "summary.json").exists(), "finished before requeue"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+    tasks = wait_final("mtl-requeue", timeout=1200, interval=3)
+    assert {t.state for t in tasks.values()} == {"COMPLETED"}, {r: (t.state, t.reason) for r, t in tasks.items()}
+    requeued = summary("mtl-requeue", "pcgrad")
+    assert requeued["resumed_from"] is not None  # it really restarted from a checkpoint
+    strip = lambda ls: [{k: v for k, v in x.items() if k not in VOLATILE} for x in ls]  # noqa: E731
+    assert strip(lines("mtl-requeue", "pcgrad")) == strip(lines("mtl-requeue", "baseline"))
+    from safetensors.torch import load_file
+
+    a = load_file(paths.checkpoint_dir("mtl-requeue", "baseline", 8) / "model.safetensors")
+    b = load_file(paths.checkpoint_dir("mtl-requeue", "pcgrad", 8) / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    rows = Registry().db.execute("SELECT scheduler_id FROM jobs WHERE experiment = 'mtl-requeue'").fetchall()
+    assert job in {r[0] for r in rows}
