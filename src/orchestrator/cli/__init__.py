@@ -12,6 +12,7 @@ import sys
 from ..errors import SchedulerError, UserError
 
 COMMANDS = {
+    "demo": "the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint → report",
     "submit": "submit a job spec (an experiment): orchestrate submit mtl-comparison",
     "render": "print the exact script sbatch receives for a spec",
     "status": "states of tracked jobs (one squeue + at most one sacct call)",
