@@ -1,5 +1,6 @@
 # make setup   create .venv/ with the `orchestrate` command (CPU torch from PyPI / local disk)
-# make demo    run a job end to end (SLURM when sbatch is found, else locally)
+# make demo    the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint →
+#              report (SLURM when sbatch is found, else locally); prints the report's path
 # make test    the test suite (SLURM tests skip unless the test cluster is up)
 # make cluster start the two-node test SLURM on this machine (Debian; root)
 PY ?= python3
@@ -19,9 +20,7 @@ $(BIN)/orchestrate: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/orchestrate submit hello --force
-	$(BIN)/orchestrate wait hello
-	$(BIN)/orchestrate status hello
+	$(BIN)/orchestrate demo
 
 test: setup
 	$(BIN)/python -m pytest
@@ -36,5 +35,4 @@ cluster-down:
 	bash scripts/slurm-cluster.sh down
 
 bench: setup
-	$(BIN)/python benchmarks/bench_submit.py
-	$(BIN)/python benchmarks/bench_status.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
