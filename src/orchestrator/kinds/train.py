@@ -92,6 +92,7 @@ class Rollout(Strict):
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    micro_batch: int = Field(256, ge=1)  # sequences a worker generates at once (memory bound)
 
 
 class MTL(Strict):

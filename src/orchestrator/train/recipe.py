@@ -83,10 +83,16 @@ class PPOTrainer:
         rewards = {n: d.reward for n, d in cfg.domains.items()}
         r = cfg.rollout
         self.rollouts = Rollouts(r.workers, dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
-                                                  temperature=t.temperature, device="cuda" if r.num_gpus > 0 else "cpu",
-                                                  threads=r.threads), num_cpus=r.num_cpus, num_gpus=r.num_gpus)
+                                                  temperature=t.temperature, device=self._rollout_device(),
+                                                  threads=r.threads, micro_batch=r.micro_batch),
+                                 num_cpus=r.num_cpus, num_gpus=r.num_gpus)
         self.rollouts.push_weights(self.policy.state_dict(), self.step)
         self.wandb = self._init_wandb()
+
+    def _rollout_device(self) -> str:
+        """Ray actors given GPUs sample on them; sampling in this process uses the learner's device."""
+        r = self.cfg.rollout
+        return "cuda" if r.num_gpus > 0 or (r.workers == 0 and self.device == "cuda") else "cpu"
 
     def _load_trainer_state(self, directory: Path) -> None:
         state, _ = checkpoint.load_state(directory)

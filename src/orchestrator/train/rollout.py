@@ -71,7 +71,7 @@ class RolloutWorker:
     """A policy copy (transformers, CPU or GPU) plus the reward functions of every domain."""
 
     def __init__(self, model_path: str, rewards: dict[str, str], max_new_tokens: int, temperature: float = 1.0,
-                 device: str = "cpu", threads: int | None = None) -> None:
+                 device: str = "cpu", threads: int | None = None, micro_batch: int = 256) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .rewards import load_reward
@@ -83,7 +83,7 @@ class RolloutWorker:
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
         self.rewards = {d: load_reward(ref) for d, ref in rewards.items()}
-        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.max_new_tokens, self.temperature, self.micro_batch = max_new_tokens, temperature, micro_batch
         self.version = -1
 
     def set_weights(self, state_dict: dict, version: int) -> int:
@@ -95,13 +95,16 @@ class RolloutWorker:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def generate(self, requests: list[Request], seed: int, greedy: bool = False) -> list[Sample]:
-        if not requests:
-            return []
+        """Sample (or decode greedily) one response per request, `micro_batch` requests at a time."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        return [s for i in range(0, len(requests), self.micro_batch)
+                for s in self._generate(requests[i:i + self.micro_batch], gen, greedy)]
+
+    def _generate(self, requests: list[Request], gen: torch.Generator, greedy: bool) -> list[Sample]:
         tok = self.tokenizer
         enc = tok([self.prompt_text(r.messages) for r in requests], return_tensors="pt", padding=True,
                   add_special_tokens=False)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
         out, out_mask = sample_tokens(self.model, ids, mask, self.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
                                       self.temperature, greedy, gen)
         samples = []
