@@ -8,17 +8,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from .. import paths
+    from ..errors import SpecError
     from ..registry import Registry
+    from ..spec import _load_with_includes
 
     print(f"specs in {paths.JOBS_DIR}:")
     for f in sorted(paths.JOBS_DIR.glob("*.y*ml")):
         try:
-            data = yaml.safe_load(f.read_text()) or {}
-        except yaml.YAMLError:
-            data = {"kind": "(unreadable YAML)"}
+            data = _load_with_includes(f.resolve(), f.resolve().parent, str(f))  # kind may come from an include
+        except SpecError as e:
+            data = {"kind": "(invalid)", "description": e.problems[0]}
         desc = data.get("description") or ""
         print(f"  {f.stem:<24} {data.get('kind', '?'):<10} {desc}")
     exps = Registry().experiments() if paths.registry_file().exists() else []
