@@ -45,6 +45,7 @@ def test_set_overrides_reach_arms():
     ("algorithm.group_size=1", "group_size"),
     ("arms.prepare={}", "not 'prepare'"),
     ("trainer.epochs=0", "epochs"),
+    ("early_stopping.metric=val/math/reward", "val/arithmetic/reward"),
 ])
 def test_bad_train_specs(override, message):
     with pytest.raises(SpecError, match=message):

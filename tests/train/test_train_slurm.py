@@ -52,31 +52,36 @@ def test_mtl_comparison_tiny_on_slurm(cli, slurm_home):
     assert [r for r in runs if r.endswith("mtl-e2e-baseline")] and [r for r in runs if r.endswith("mtl-e2e-pcgrad")], runs
 
 
-def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home):
-    # two identical arms; one is requeued by SLURM (`scontrol requeue`) in the middle of its run
-    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", "mtl-requeue",
+@pytest.mark.parametrize("how", ["scontrol", "usr2"])
+def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home, how):
+    # Two identical arms; one is interrupted in the middle of its run, either requeued by hand
+    # (`scontrol requeue`) or sent SLURM's pre-timeout/preemption signal USR2, on which submitit
+    # checkpoints and requeues the job itself.
+    exp = f"mtl-requeue-{how}"
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", exp,
               "--set", "arms.pcgrad.mtl.enabled=false", "--set", "trainer.epochs=8", "--set", "trainer.test_freq=2",
               "--set", "trainer.save_freq=2", "--set", "trainer.keep_last=10", "--set", "early_stopping.enabled=false",
               "--set", "rollout.workers=0", "--set", "wandb.enabled=false")
     assert res.code == 0, res.err
     job = dict(re.findall(r"stage (\w+): job (\d+)", res.out))["pcgrad"]
-    latest = paths.latest_checkpoint_file("mtl-requeue", "pcgrad")
+    latest = paths.latest_checkpoint_file(exp, "pcgrad")
     deadline = time.monotonic() + 900
     while not (latest.exists() and latest.read_text().strip() == "epoch_2"):
         assert time.monotonic() < deadline, "no epoch-2 checkpoint"
-        assert not (paths.run_dir("mtl-requeue", "pcgrad") / "summary.json").exists(), "finished before requeue"
+        assert not (paths.run_dir(exp, "pcgrad") / "summary.json").exists(), "finished before requeue"
         time.sleep(0.2)
-    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
-    tasks = wait_final("mtl-requeue", timeout=1200, interval=3)
+    cmd = ["scontrol", "requeue", job] if how == "scontrol" else ["scancel", "--signal=USR2", job]
+    subprocess.run(cmd, check=True, capture_output=True)
+    tasks = wait_final(exp, timeout=1200, interval=3)
     assert {t.state for t in tasks.values()} == {"COMPLETED"}, {r: (t.state, t.reason) for r, t in tasks.items()}
-    requeued = summary("mtl-requeue", "pcgrad")
+    requeued = summary(exp, "pcgrad")
     assert requeued["resumed_from"] is not None  # it really restarted from a checkpoint
     strip = lambda ls: [{k: v for k, v in x.items() if k not in VOLATILE} for x in ls]  # noqa: E731
-    assert strip(lines("mtl-requeue", "pcgrad")) == strip(lines("mtl-requeue", "baseline"))
+    assert strip(lines(exp, "pcgrad")) == strip(lines(exp, "baseline"))
     from safetensors.torch import load_file
 
-    a = load_file(paths.checkpoint_dir("mtl-requeue", "baseline", 8) / "model.safetensors")
-    b = load_file(paths.checkpoint_dir("mtl-requeue", "pcgrad", 8) / "model.safetensors")
+    a = load_file(paths.checkpoint_dir(exp, "baseline", 8) / "model.safetensors")
+    b = load_file(paths.checkpoint_dir(exp, "pcgrad", 8) / "model.safetensors")
     assert all((a[k] == b[k]).all() for k in a)
-    rows = Registry().db.execute("SELECT scheduler_id FROM jobs WHERE experiment = 'mtl-requeue'").fetchall()
+    rows = Registry().db.execute("SELECT scheduler_id FROM jobs WHERE experiment = ?", (exp,)).fetchall()
     assert job in {r[0] for r in rows}

@@ -123,6 +123,11 @@ class TrainConfig(Strict):
         for name, d in self.domains.items():
             if d.train is None or d.val is None:
                 raise ValueError(f"domains.{name}: give train and val parquet files (or use prepare: synthetic data)")
+        metric = self.early_stopping.metric
+        val = ["val/reward_mean", *(f"val/{d}/reward" for d in self.domains)]
+        if metric not in val and not metric.startswith(("train/", "grad/")):
+            raise ValueError(f"early_stopping.metric {metric!r} is not logged; use one of {', '.join(val)} "
+                             "(or a train/... or grad/... metric)")
         return self
 
 
