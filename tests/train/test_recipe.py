@@ -139,6 +139,9 @@ def test_early_stopping_in_a_real_run(orch_home, prepared):
                  domains={"arithmetic": {"max_train": 8, "max_val": 8}, "copy": {"max_train": 8, "max_val": 8}},
                  trainer={"epochs": 10, "batch_size": 16, "lr": 1e-12, "test_freq": 1, "save_freq": 1, "keep_last": 1},
                  early_stopping={"enabled": True, "min_epochs": 2, "patience": 2, "min_delta": 0.001})
+    # an earlier attempt killed before its first checkpoint left lines behind: they are redone, not duplicated
+    paths.run_dir("es", "arm").mkdir(parents=True)
+    (paths.run_dir("es", "arm") / "metrics.jsonl").write_text('{"epoch": 0, "val/reward_mean": 0.5}\n{"epoch": 1}\n')
     summary = run_arm("es", "arm", cfg)
     assert summary["stopped_early"] is True and summary["stop_epoch"] == 3
     assert summary["best"]["epoch"] == 1 and "for 2 validations" in summary["stop_reason"]

@@ -78,6 +78,7 @@ class PPOTrainer:
         self.epoch, self.step, self.wall_time_s, self.last_val, self.last_metrics = 0, 0, 0.0, {}, {}
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
+        self._drop_metrics_after(self.epoch)
         checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
 
         rewards = {n: d.reward for n, d in cfg.domains.items()}
@@ -106,14 +107,19 @@ class PPOTrainer:
         self.pcgrad_generator.set_state(state["rng"]["pcgrad"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-        # Lines written after this checkpoint belong to epochs the resumed run does again.
-        if self.metrics_file.exists():
-            lines = [ln for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
-            tmp = self.metrics_file.with_name(".metrics.jsonl.tmp")
+        print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
+
+    def _drop_metrics_after(self, epoch: int) -> None:
+        """Lines an interrupted attempt wrote after its last checkpoint (all of them, without one)
+        belong to epochs this run does again: drop them so none is duplicated."""
+        if not self.metrics_file.exists():
+            return
+        lines = [ln for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch] if epoch > 0 else []
+        if len(kept) != len(lines):
+            tmp = self.metrics_file.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
             tmp.write_text("".join(ln + "\n" for ln in kept))
             os.replace(tmp, self.metrics_file)
-        print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
 
     def _init_wandb(self):
         w = self.cfg.wandb
