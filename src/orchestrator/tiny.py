@@ -1,7 +1,7 @@
 """Tiny locally built causal LMs for tests, demos and benchmarks (no downloads).
 
-A character-level tokenizer built with `tokenizers` and a small Qwen2-style transformers model
-with random weights, saved with `save_pretrained` so every caller uses the real path:
+A character-level tokenizer built with `tokenizers` and a small Llama-architecture transformers
+model with random weights, saved with `save_pretrained` so every caller uses the real path:
 `AutoModelForCausalLM.from_pretrained(path)` / `AutoTokenizer.from_pretrained(path)`.
 
     python -m orchestrator.tiny /tmp/tiny-model
@@ -39,11 +39,13 @@ def build_model(path: str | Path, hidden: int = 64, layers: int = 2, heads: int 
                 max_positions: int = 1024) -> Path:
     """Write a tiny random-weight model + tokenizer to `path`; returns the path."""
     import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     path = Path(path)
     tokenizer = build_tokenizer()
-    config = Qwen2Config(
+    # Llama, not Qwen2: for model types like qwen2, AutoTokenizer swaps in its own tokenizer class,
+    # which would drop this tokenizer's spaces; for llama it loads tokenizer.json as written.
+    config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
