@@ -49,6 +49,7 @@ def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
     from .. import paths
     from ..registry import Registry
     from ..submit import choose_executor, describe, make_plan, submit
+    from .submit_cmd import report_submitted
 
     spec = build_spec(args, checkpoints)
     executor = choose_executor(args.executor)
@@ -60,15 +61,7 @@ def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
         print("(dry run: nothing submitted)")
         return 0
     print(summary)
-    submitted = submit(spec, executor, force=args.force)
-    if not submitted:
-        print(f"experiment {spec.name}: nothing to submit (results exist, or units are pending, running or completed)")
-        return 0
-    print(f"experiment {spec.name} ({executor}); results in {paths.experiment_dir(spec.experiment) / 'eval'}")
-    for s in submitted:
-        what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
-        print(f"  stage {s.stage}: {what} {s.job_id}")
-    print(f"follow with: orchestrate status {spec.name}   |   orchestrate wait {spec.name}")
+    report_submitted(spec, executor, submit(spec, executor, force=args.force))
     return 0
 
 

@@ -29,16 +29,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n# ---- stage {stage}: script sbatch would receive ----\n{script}", end="")
         print("\n(dry run: nothing submitted)")
         return 0
-    submitted = submit(spec, executor, force=args.force)
+    report_submitted(spec, executor, submit(spec, executor, force=args.force))
+    return 0
+
+
+def report_submitted(spec, executor: str, submitted: list) -> None:
+    """What was submitted (job ids, arrays), the kind's notes, and how to follow it."""
     if not submitted:
         print(f"experiment {spec.name}: nothing to submit (every unit is pending, running or completed; --force resubmits)")
-        return 0
+        return
     print(f"experiment {spec.name} ({executor})")
     for s in submitted:
         what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
         print(f"  stage {s.stage}: {what} {s.job_id}")
-    first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")
     for note in spec.submit_notes():
         print(f"  {note}")
+    first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")
     print(f"follow with: orchestrate status {spec.name}   |   orchestrate logs {first}   |   orchestrate wait {spec.name}")
-    return 0

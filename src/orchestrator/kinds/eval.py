@@ -133,6 +133,9 @@ class EvalSpec(BaseSpec):
 
         return os.path.relpath(result, paths.run_dir(self.name, run))
 
+    def submit_notes(self) -> list[str]:
+        return [f"results in {paths.eval_dir(self.experiment)}"]
+
     def plan_summary(self) -> str:
         """What discovery found and what was left out, for --dry-run and submit output."""
         self.plan()
