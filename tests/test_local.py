@@ -113,3 +113,21 @@ def test_list_shows_specs_and_experiments(cli, spec_file):
     res = cli("list")
     assert "hello" in res.out  # the shipped example spec
     assert "tiny" in res.out
+
+
+def test_status_runs_is_a_pass_fail_table(cli, spec_file):
+    path = spec_file("mixed", """\
+kind: command
+stages:
+  main:
+    run: [python, -c, "import sys; sys.exit(int(sys.argv[1]))"]
+    array: [["0"], ["4"], ["0"]]
+""")
+    assert cli("submit", path, "--executor", "local").code == 0
+    wait_final("mixed", timeout=60)
+    res = cli("status", "mixed", "--runs")
+    assert res.code == 0
+    rows = [line for line in res.out.splitlines() if line.startswith("│ mixed")]
+    assert len(rows) == 3
+    assert sum("COMPLETED" in r for r in rows) == 2 and sum("FAILED" in r and "exited with 4" in r for r in rows) == 1
+    assert "2 of 3 runs passed" in res.out

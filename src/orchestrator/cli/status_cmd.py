@@ -6,6 +6,7 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--runs", action="store_true", help="one row per run (array task): a pass/fail table")
     p.add_argument("--watch", action="store_true", help="live table, refreshed every --interval seconds")
     p.add_argument("--interval", type=float, default=5.0)
 
@@ -53,6 +54,20 @@ def table(records: list[dict]):
     return t
 
 
+def runs_table(records: list[dict]):
+    from rich.table import Table
+
+    t = Table(show_lines=False)
+    for col in ("experiment", "run", "job", "state", "exit", "node", "detail"):
+        t.add_column(col)
+    for r in records:
+        for x in r["tasks"]:
+            color = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(x["state"], "red")
+            t.add_row(r["experiment"], x["run"], x["key"], f"[{color}]{x['state']}[/]",
+                      "" if x["exit_code"] is None else str(x["exit_code"]), x["node"] or "", x["reason"] or "")
+    return t
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -67,15 +82,19 @@ def run(args: argparse.Namespace) -> int:
 
         from rich.live import Live
 
-        with Live(table(snapshot(args.experiment)), console=console, refresh_per_second=1) as live:
+        view = runs_table if args.runs else table
+        with Live(view(snapshot(args.experiment)), console=console, refresh_per_second=1) as live:
             while True:
                 time.sleep(args.interval)
-                live.update(table(snapshot(args.experiment)))
+                live.update(view(snapshot(args.experiment)))
     records = snapshot(args.experiment)
     if not records:
         print("no tracked jobs" + (f" for experiment {args.experiment}" if args.experiment else ""))
         return 0
-    console.print(table(records))
+    console.print(runs_table(records) if args.runs else table(records))
+    passed = sum(1 for r in records for x in r["tasks"] if x["state"] == "COMPLETED")
+    total = sum(len(r["tasks"]) for r in records)
+    console.print(f"{passed} of {total} runs passed")
     for r in records:
         for x in r["tasks"]:
             if x.get("log_tail"):
