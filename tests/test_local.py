@@ -129,5 +129,6 @@ stages:
     assert res.code == 0
     rows = [line for line in res.out.splitlines() if line.startswith("│ mixed")]
     assert len(rows) == 3
-    assert sum("COMPLETED" in r for r in rows) == 2 and sum("FAILED" in r and "exited with 4" in r for r in rows) == 1
+    assert sum("COMPLETED" in r for r in rows) == 2 and sum("FAILED" in r for r in rows) == 1
+    assert "command exited with 4" in res.out
     assert "2 of 3 runs passed" in res.out
