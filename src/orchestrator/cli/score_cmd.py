@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..scoring import score_file
+    from ..offline_score import score_file
 
     result = score_file(args.task, Path(args.predictions), Path(args.gold) if args.gold else None)
     if args.json:
