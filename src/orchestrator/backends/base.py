@@ -30,6 +30,14 @@ class Generation:
     finish_reason: str = "length"  # "stop" | "length"
 
 
+def as_user_turn(tokenizer, prompt: str, use_chat_template: bool) -> str:
+    """The prompt as one user turn of the model's chat template (unchanged when it has none)."""
+    if not use_chat_template or not getattr(tokenizer, "chat_template", None):
+        return prompt
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
 class Backend(Protocol):
     def generate(self, requests: list[Request]) -> list[Generation]:
         """One Generation per Request, in the same order."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..models import ModelConfig
-from .base import Generation, Request
+from .base import Generation, Request, as_user_turn
 
 
 class TransformersBackend:
@@ -69,11 +69,7 @@ class TransformersBackend:
     # ------------------------------------------------------------------ contract
 
     def apply_chat_template(self, prompt: str) -> str:
-        """The prompt as one user turn of the model's chat template (unchanged when it has none)."""
-        if not self.model_config.chat_template or not getattr(self.tokenizer, "chat_template", None):
-            return prompt
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return as_user_turn(self.tokenizer, prompt, self.model_config.chat_template)
 
     def generate(self, requests: list[Request]) -> list[Generation]:
         """One Generation per Request, in order. Requests sharing sampling settings share batches."""

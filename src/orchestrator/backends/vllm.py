@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..models import ModelConfig
-from .base import Generation, Request
+from .base import Generation, Request, as_user_turn
 
 
 class VLLMBackend:
@@ -40,10 +40,7 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
 
     def apply_chat_template(self, prompt: str) -> str:
-        if not self.model_config.chat_template or not getattr(self.tokenizer, "chat_template", None):
-            return prompt
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return as_user_turn(self.tokenizer, prompt, self.model_config.chat_template)
 
     def generate(self, requests: list[Request]) -> list[Generation]:
         from vllm import SamplingParams
