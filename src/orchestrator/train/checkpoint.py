@@ -38,8 +38,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save(experiment: str, arm: str, epoch: int, model, tokenizer, trainer_state: dict, meta: dict,
-         best: bool = False) -> Path:
-    """Write epoch_<epoch>/ atomically, then point `latest` (and `best` if `best`) at it."""
+         best: bool = False, state_dict: dict | None = None) -> Path:
+    """Write epoch_<epoch>/ atomically, then point `latest` (and `best` if `best`) at it.
+
+    state_dict: the model's whole weights when `model` itself holds only a shard (FSDP)."""
     import torch
 
     final = paths.checkpoint_dir(experiment, arm, epoch)
@@ -47,7 +49,7 @@ def save(experiment: str, arm: str, epoch: int, model, tokenizer, trainer_state:
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / "trainer_state.pt")
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))

@@ -8,6 +8,12 @@ per-domain gradients, the multi-task arm (mtl.enabled, method pcgrad) on their P
 combination. Metrics go to logs/<exp>/<arm>/metrics.jsonl (one line per epoch), the run's
 account to summary.json, checkpoints to checkpoints/<exp>/<arm>/epoch_<N>/ (see checkpoint.py).
 
+Several learners (a job with nodes × tasks_per_node > 1 tasks) shard the models with FSDP2 and
+split every minibatch between them (train/distributed.py); rank 0 alone drives the rollouts,
+validation, logs and checkpoints, and broadcasts what the others need. Each rank's loss is
+weighted by its share of the minibatch's tokens, so the reduced gradient is the one a single
+learner would compute, and PCGrad takes its dot products over the whole gradient.
+
 A run resumes from its latest complete checkpoint (submitit requeue, scontrol requeue):
 sampling seeds, minibatch order and data order are pure functions of (seed, step/epoch), and RNG
 states are restored, so on CPU a resumed run ends where an uninterrupted one does.
@@ -26,10 +32,11 @@ import torch
 from .. import paths
 from ..kinds.train import TrainConfig
 from ..runner import write_json_atomic
-from . import checkpoint
+from . import checkpoint, distributed
 from .data import Example, epoch_order, load_verl_parquet, write_synthetic
 from .early_stop import EarlyStopping
-from .pcgrad import conflict_stats, pcgrad
+from .distributed import local
+from .pcgrad import conflict_stats, distributed_dot, pcgrad
 from .ppo import (gae, group_advantages, kl_per_token, masked_mean, masked_whiten, policy_loss, token_logprobs,
                   token_rewards, value_loss)
 from .rollout import Request, Rollouts, Sample
@@ -53,6 +60,8 @@ class PPOTrainer:
         self.device = "cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu"
         if self.device == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
+        self.world = distributed.init(self.device)
+        self.main = self.world.main
         self.domains = list(cfg.domains)
         self.train_data: list[Example] = []
         self.val_data: dict[str, list[Example]] = {}
@@ -60,17 +69,17 @@ class PPOTrainer:
             self.train_data += load_verl_parquet(d.train, name, d.max_train)
             self.val_data[name] = load_verl_parquet(d.val, name, d.max_val)
 
-        resume_dir = checkpoint.latest(self.experiment, self.arm)
+        resume_dir = distributed.broadcast_object(checkpoint.latest(self.experiment, self.arm), self.world)
         self.resumed_from = resume_dir
         torch.manual_seed(t.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-        self.policy = AutoModelForCausalLM.from_pretrained(resume_dir or cfg.model, dtype=torch.float32).to(self.device)
-        self.ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(self.device).eval()
+        self.policy = self._place(AutoModelForCausalLM.from_pretrained(resume_dir or cfg.model, dtype=torch.float32))
+        self.ref = self._place(AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)).eval()
         self.ref.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.critic = self.critic_optimizer = None
         if cfg.algorithm.advantage == "gae":
-            self.critic = AutoModelForTokenClassification.from_pretrained(cfg.model, num_labels=1, dtype=torch.float32).to(self.device)
+            self.critic = self._place(AutoModelForTokenClassification.from_pretrained(cfg.model, num_labels=1, dtype=torch.float32))
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=t.critic_lr, weight_decay=t.weight_decay)
         self.pcgrad_generator = torch.Generator().manual_seed(t.seed)
         es = cfg.early_stopping
@@ -78,17 +87,28 @@ class PPOTrainer:
         self.epoch, self.step, self.wall_time_s, self.last_val, self.last_metrics = 0, 0, 0.0, {}, {}
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
-        self._drop_metrics_after(self.epoch)
-        checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
+        self.rollouts = self.wandb = None
+        if self.main:
+            self._drop_metrics_after(self.epoch)
+            checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
+            rewards = {n: d.reward for n, d in cfg.domains.items()}
+            r = cfg.rollout
+            self.rollouts = Rollouts(r.workers, dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
+                                                      temperature=t.temperature, device=self._rollout_device(),
+                                                      threads=r.threads, micro_batch=r.micro_batch),
+                                     num_cpus=r.num_cpus, num_gpus=r.num_gpus)
+            self.wandb = self._init_wandb()
+        self._push_weights()
 
-        rewards = {n: d.reward for n, d in cfg.domains.items()}
-        r = cfg.rollout
-        self.rollouts = Rollouts(r.workers, dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
-                                                  temperature=t.temperature, device=self._rollout_device(),
-                                                  threads=r.threads, micro_batch=r.micro_batch),
-                                 num_cpus=r.num_cpus, num_gpus=r.num_gpus)
-        self.rollouts.push_weights(self.policy.state_dict(), self.step)
-        self.wandb = self._init_wandb()
+    def _place(self, model):
+        """On this learner's device; with several learners, sharded across them (FSDP2)."""
+        model = model.to(self.device)
+        return distributed.shard(model) if self.world.distributed else model
+
+    def _push_weights(self) -> None:
+        state = distributed.full_state_dict(self.policy, self.world)  # a collective: every rank
+        if self.main:
+            self.rollouts.push_weights(state, self.step)
 
     def _rollout_device(self) -> str:
         """Ray actors given GPUs sample on them; sampling in this process uses the learner's device."""
@@ -97,17 +117,18 @@ class PPOTrainer:
 
     def _load_trainer_state(self, directory: Path) -> None:
         state, _ = checkpoint.load_state(directory)
-        self.optimizer.load_state_dict(state["optimizer"])
+        distributed.load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
         if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            distributed.load_full_state_dict(self.critic, state["critic"], self.world)
+            distributed.load_optimizer_state(self.critic, self.critic_optimizer, state["critic_optimizer"])
         self.epoch, self.step, self.wall_time_s = state["epoch"], state["step"], state["wall_time_s"]
         self.last_val, self.last_metrics = state["last_val"], state["last_metrics"]
         self.early_stopping = EarlyStopping.from_dict(state["early_stopping"])
         self.pcgrad_generator.set_state(state["rng"]["pcgrad"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-        print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
+        if self.main:
+            print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
 
     def _drop_metrics_after(self, epoch: int) -> None:
         """Lines an interrupted attempt wrote after its last checkpoint (all of them, without one)
@@ -155,6 +176,21 @@ class PPOTrainer:
                 "domain": torch.tensor([self.domains.index(s.domain) for s in samples], device=dev),
                 "group": torch.tensor([s.group for s in samples], device=dev)}
 
+    # Splitting work between learners: rank r takes rows r, r + W, ... of a minibatch, and weights
+    # its losses by its share of the minibatch's tokens (times W: FSDP averages over ranks), so
+    # the reduced gradient is the single-learner one. A rank with no rows still runs a pass (one
+    # row, weight 0): every rank must join every FSDP collective.
+
+    def _mine(self, idx: torch.Tensor) -> torch.Tensor:
+        return idx[self.world.rank::self.world.size]
+
+    def _share(self, b: dict, idx: torch.Tensor, mine: torch.Tensor) -> float:
+        """This rank's share of idx's response tokens."""
+        if not self.world.distributed:
+            return 1.0
+        total = float(b["mask"][idx].sum())
+        return float(b["mask"][mine].sum()) / total if total > 0 and len(mine) else 0.0
+
     def _forward(self, model, b: dict, idx: torch.Tensor) -> torch.Tensor:
         """Output at each response position [n, T, ...] for the rows idx."""
         ids = torch.cat([b["prompt"][idx], b["resp"][idx]], 1)
@@ -169,13 +205,14 @@ class PPOTrainer:
     # ------------------------------------------------------------------ one step
 
     def _advantages(self, b: dict) -> None:
-        a, everything = self.cfg.algorithm, torch.arange(b["resp"].shape[0], device=self.device)
-        with torch.no_grad():
-            b["old_logp"] = self._logprobs(self.policy, b, everything)
-            b["ref_logp"] = self._logprobs(self.ref, b, everything)
+        a, n = self.cfg.algorithm, b["resp"].shape[0]
+        mine = self._mine(torch.arange(n, device=self.device))
+        with torch.no_grad():  # each learner its rows, then all of them on every learner
+            b["old_logp"] = distributed.gather_rows(self._logprobs(self.policy, b, mine), n, self.world)
+            b["ref_logp"] = distributed.gather_rows(self._logprobs(self.ref, b, mine), n, self.world)
             b["kl"] = kl_per_token(b["old_logp"], b["ref_logp"], "k1")
             if a.advantage == "gae":
-                b["values"] = self._forward(self.critic, b, everything)[..., 0]
+                b["values"] = distributed.gather_rows(self._forward(self.critic, b, mine)[..., 0], n, self.world)
                 rewards = token_rewards(b["scores"], b["kl"], b["mask"], a.kl_coef)
                 adv, b["returns"] = gae(rewards, b["values"], b["mask"], a.gamma, a.lam)
             else:
@@ -194,65 +231,108 @@ class PPOTrainer:
         dom = b["domain"][idx]
         return [(d, idx[dom == k]) for k, d in enumerate(self.domains) if bool((dom == k).any())]
 
+    def _params(self, model) -> list[torch.Tensor]:
+        return [p for p in model.parameters() if p.requires_grad]
+
     def domain_grads(self, b: dict, idx: torch.Tensor) -> tuple[list[str], torch.Tensor, dict]:
-        """Per-domain policy-loss gradients, flat [T, P] (one forward/backward per domain)."""
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        """Per-domain policy-loss gradients, flat [T, P] (one forward/backward per domain); with
+        several learners, this rank's shard [T, P_local] of the reduced gradients."""
+        params = self._params(self.policy)
         names, rows, stats = [], [], {}
+        mine_all = self._mine(idx)
         for d, sel in self._by_domain(b, idx):
-            loss, st = self._policy_loss(b, sel, self._logprobs(self.policy, b, sel))
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+            mine = sel[torch.isin(sel, mine_all)]
+            share = self._share(b, sel, mine)
+            mine = mine if len(mine) else sel[:1]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, st = self._policy_loss(b, mine, self._logprobs(self.policy, b, mine))
+            (loss * (share * self.world.size) if self.world.distributed else loss).backward()
+            rows.append(torch.cat([(local(p.grad) if p.grad is not None else torch.zeros_like(local(p))).reshape(-1)
+                                   for p in params]))
             names.append(d)
-            stats[d] = (loss.detach(), st)
+            stats[d] = (loss.detach() * share, st["clipfrac"] * share)
         return names, torch.stack(rows), stats
 
+    def _set_grads(self, params: list[torch.Tensor], flat: torch.Tensor) -> None:
+        """Write a flat (this rank's shard of the) gradient into params' .grad."""
+        offset = 0
+        for p in params:
+            shard = local(p)
+            g = flat[offset:offset + shard.numel()].view_as(shard).clone()
+            offset += shard.numel()
+            if self.world.distributed:
+                from torch.distributed.tensor import DTensor
+
+                g = DTensor.from_local(g, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
+            p.grad = g
+
+    def _reduced(self, *xs: torch.Tensor) -> list[float]:
+        """Sums over learners of per-rank scalars (each already weighted by the rank's share)."""
+        t = distributed.all_reduce_sum(torch.stack([x.detach().float().reshape(()) for x in xs]), self.world)
+        return t.tolist()
+
     def _policy_step(self, b: dict, idx: torch.Tensor, diagnose: bool) -> dict:
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer.zero_grad(set_to_none=True)
+        params = self._params(self.policy)
+        dot = distributed_dot if self.world.distributed else None
         out: dict = {}
         if self.cfg.mtl.enabled:  # PCGrad over the per-domain gradients
             names, grads, stats = self.domain_grads(b, idx)
-            update = pcgrad(grads, generator=self.pcgrad_generator)
-            offset = 0
-            for p in params:
-                p.grad = update[offset:offset + p.numel()].view_as(p).clone()
-                offset += p.numel()
+            self._set_grads(params, pcgrad(grads, generator=self.pcgrad_generator, dot=dot))
             loss = sum(s[0] for s in stats.values())
-            clipfrac = torch.stack([s[1]["clipfrac"] for s in stats.values()]).mean()
-            out["conflict"] = conflict_stats(grads, names=names)
+            clipfrac = torch.stack([s[1] for s in stats.values()]).mean()
+            out["conflict"] = conflict_stats(grads, dot=dot, names=names)
         else:  # baseline: the sum of the per-domain losses, one forward/backward
             if diagnose:  # conflict diagnostics cost extra passes: once per epoch here
                 names, grads, _ = self.domain_grads(b, idx)
-                out["conflict"] = conflict_stats(grads, names=names)
-            logp = self._logprobs(self.policy, b, idx)
-            losses, clips = [], []
+                out["conflict"] = conflict_stats(grads, dot=dot, names=names)
+            self.optimizer.zero_grad(set_to_none=True)
+            mine_all = self._mine(idx)
+            rows = mine_all if len(mine_all) else idx[:1]
+            logp = self._logprobs(self.policy, b, rows)
+            losses, weights, clips = [], [], []
             for _, sel in self._by_domain(b, idx):
-                pos = (idx.unsqueeze(1) == sel.unsqueeze(0)).nonzero()[:, 0]  # rows of sel within idx
-                l, st = self._policy_loss(b, sel, logp[pos])
+                mine = sel[torch.isin(sel, mine_all)]
+                share = self._share(b, sel, mine)
+                if not len(mine):
+                    continue
+                pos = (rows.unsqueeze(1) == mine.unsqueeze(0)).nonzero()[:, 0]  # rows of mine within rows
+                l, st = self._policy_loss(b, mine, logp[pos])
                 losses.append(l)
-                clips.append(st["clipfrac"])
-            loss = torch.stack(losses).sum()
-            loss.backward()
-            loss, clipfrac = loss.detach(), torch.stack(clips).mean()
-        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.max_grad_norm))
+                weights.append(share)
+                clips.append(st["clipfrac"] * share)
+            if not self.world.distributed:
+                loss = torch.stack(losses).sum()
+                loss.backward()
+            else:
+                loss = sum((l * w for l, w in zip(losses, weights)), logp.sum() * 0.0)
+                (loss * self.world.size).backward()
+            loss = loss.detach()
+            # mean over the minibatch's domains of their clip fractions (summed over learners below)
+            clipfrac = torch.stack(clips).sum() / len(self._by_domain(b, idx)) if clips else loss * 0.0
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.max_grad_norm)
+        out["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         self.optimizer.step()
-        out["policy_loss"], out["clipfrac"] = float(loss), float(clipfrac)
+        out["policy_loss"], out["clipfrac"] = self._reduced(loss, clipfrac)
         return out
 
     def _critic_step(self, b: dict, idx: torch.Tensor) -> float:
         self.critic_optimizer.zero_grad(set_to_none=True)
-        values = self._forward(self.critic, b, idx)[..., 0]
-        loss = value_loss(values, b["values"][idx], b["returns"][idx], b["mask"][idx], self.cfg.algorithm.value_clip)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.trainer.max_grad_norm)
+        mine = self._mine(idx)
+        share = self._share(b, idx, mine)
+        mine = mine if len(mine) else idx[:1]
+        values = self._forward(self.critic, b, mine)[..., 0]
+        loss = value_loss(values, b["values"][mine], b["returns"][mine], b["mask"][mine], self.cfg.algorithm.value_clip)
+        (loss * (share * self.world.size) if self.world.distributed else loss).backward()
+        torch.nn.utils.clip_grad_norm_(self._params(self.critic), self.cfg.trainer.max_grad_norm)
         self.critic_optimizer.step()
-        return float(loss.detach())
+        return self._reduced(loss * share)[0]
 
     def train_step(self, examples: list[Example], diagnose: bool) -> dict:
         """Rollout, advantages, PPO updates, weight push. Returns this step's stats."""
         t, g = self.cfg.trainer, self.cfg.algorithm.group_size
         requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(g)]
-        samples = self.rollouts.generate(requests, seed=t.seed * 1_000_003 + self.step * 101)
+        samples = self.rollouts.generate(requests, seed=t.seed * 1_000_003 + self.step * 101) if self.main else None
+        samples = distributed.broadcast_object(samples, self.world)
         b = self._batch(samples)
         self._advantages(b)
         started = time.perf_counter()
@@ -266,7 +346,7 @@ class PPOTrainer:
                     stats["critic"].append(self._critic_step(b, mb))
         stats["update_s"] = time.perf_counter() - started
         self.step += 1
-        self.rollouts.push_weights(self.policy.state_dict(), self.step)
+        self._push_weights()
         stats["samples"] = samples
         stats["kl"] = float(masked_mean(b["kl"], b["mask"]))
         return stats
@@ -299,16 +379,21 @@ class PPOTrainer:
         return m
 
     def validate(self) -> dict:
-        """Greedy responses on every domain's validation set: mean reward per domain and overall."""
+        """Greedy responses on every domain's validation set: mean reward per domain and overall
+        (sampled by rank 0's rollouts, the same numbers on every learner)."""
         m = {}
+        if not self.main:
+            return distributed.broadcast_object(None, self.world)
         for d, examples in self.val_data.items():
             samples = self.rollouts.generate([Request(e.domain, e.messages, e.ground_truth, i)
                                               for i, e in enumerate(examples)], seed=0, greedy=True)
             m[f"val/{d}/reward"] = _mean([s.score for s in samples])
         m["val/reward_mean"] = _mean([m[f"val/{d}/reward"] for d in self.val_data])
-        return m
+        return distributed.broadcast_object(m, self.world)
 
     def log(self, line: dict) -> None:
+        if not self.main:
+            return
         with open(self.metrics_file, "a") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")
             f.flush()
@@ -337,6 +422,7 @@ class PPOTrainer:
                 improved = decision.improved
                 if es_cfg.enabled and decision.stop:
                     stop_reason = decision.reason
+                stop_reason = distributed.broadcast_object(stop_reason, self.world)  # all learners stop together
             self.epoch = epoch
             line = {"schema_version": SCHEMA_VERSION, "epoch": epoch, "step": self.step, **m,
                     "time_s": time.time() - epoch_start}
@@ -345,15 +431,23 @@ class PPOTrainer:
             self.wall_time_s = base_wall + time.time() - started
             if epoch % t.save_freq == 0 or epoch == t.epochs or stop_reason or improved:
                 self.save_checkpoint(epoch, m, best=improved)
-            print(f"[{self.arm}] epoch {epoch} step {self.step} " + " ".join(
+            if self.main:
+                print(f"[{self.arm}] epoch {epoch} step {self.step} " + " ".join(
                 f"{k}={v:.3f}" for k, v in m.items() if k.startswith(("val/", "train/reward")) and v == v), flush=True)
         self.wall_time_s = base_wall + time.time() - started
         return self.write_summary(stop_reason)
 
-    def save_checkpoint(self, epoch: int, metrics: dict, best: bool) -> Path:
-        state = {"epoch": epoch, "step": self.step, "optimizer": self.optimizer.state_dict(),
-                 "critic": self.critic.state_dict() if self.critic is not None else None,
-                 "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer is not None else None,
+    def save_checkpoint(self, epoch: int, metrics: dict, best: bool) -> Path | None:
+        """Every learner takes part (the whole state is gathered from the shards); rank 0 writes."""
+        w, has_critic = self.world, self.critic is not None
+        weights = distributed.full_state_dict(self.policy, w) if w.distributed else None
+        optimizer = distributed.optimizer_state(self.policy, self.optimizer, w)
+        critic = distributed.full_state_dict(self.critic, w) if has_critic else None
+        critic_optimizer = distributed.optimizer_state(self.critic, self.critic_optimizer, w) if has_critic else None
+        if not self.main:
+            return None
+        state = {"epoch": epoch, "step": self.step, "optimizer": optimizer, "critic": critic,
+                 "critic_optimizer": critic_optimizer, "learners": w.size,
                  "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                          "pcgrad": self.pcgrad_generator.get_state()},
                  "data_position": {"next_epoch": epoch + 1, "batch": 0},
@@ -361,23 +455,26 @@ class PPOTrainer:
                  "last_val": self.last_val, "last_metrics": self.last_metrics}
         meta = {"schema_version": SCHEMA_VERSION, "experiment": self.experiment, "arm": self.arm, "epoch": epoch,
                 "step": self.step, "metrics": metrics, "config": self.cfg.model_dump(mode="json")}
-        path = checkpoint.save(self.experiment, self.arm, epoch, self.policy, self.tokenizer, state, meta, best=best)
+        path = checkpoint.save(self.experiment, self.arm, epoch, self.policy, self.tokenizer, state, meta, best=best,
+                               state_dict=weights)
         checkpoint.prune(self.experiment, self.arm, self.cfg.trainer.keep_last)
         return path
 
     def write_summary(self, stop_reason: str | None) -> dict:
         es = self.early_stopping
-        devices = torch.cuda.device_count() if self.device == "cuda" else 1
+        r = self.cfg.rollout  # one device per learner, plus the rollout actors' GPUs
+        devices = self.world.size + (r.workers * r.num_gpus if self.device == "cuda" else 0)
         summary = {"schema_version": SCHEMA_VERSION, "config": self.cfg.model_dump(mode="json"),
                    "experiment": self.experiment, "arm": self.arm,
                    "final": {**self.last_val, **self.last_metrics},
                    "best": {"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
                    "stopped_early": stop_reason is not None, "stop_epoch": self.epoch,
                    "stop_reason": stop_reason or f"reached trainer.epochs = {self.cfg.trainer.epochs}",
-                   "wall_time_s": self.wall_time_s, "device": self.device, "devices": devices,
+                   "wall_time_s": self.wall_time_s, "device": self.device, "devices": devices, "learners": self.world.size,
                    "device_hours": self.wall_time_s / 3600 * devices,
                    "resumed_from": str(self.resumed_from) if self.resumed_from else None}
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        if self.main:
+            write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
 
     def cleanup(self) -> None:
@@ -385,6 +482,7 @@ class PPOTrainer:
             self.rollouts.close()
         if getattr(self, "wandb", None) is not None:
             self.wandb.finish()
+        distributed.shutdown()
 
 
 def _mean(xs: list[float]) -> float:

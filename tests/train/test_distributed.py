@@ -1,0 +1,125 @@
+"""Two learner processes (gloo, FSDP2-sharded models) make the same PPO update as one.
+
+Each learner holds half of every parameter and takes half of every minibatch; PCGrad's dot
+products and norms go across both (`distributed_dot`), so the arm's update must not depend on
+the number of learners. The processes are started as submitit's local executor starts a job's
+tasks (SUBMITIT_LOCAL_* variables), which is also how `train/distributed.py` finds its rank.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from orchestrator.spec import deep_merge
+
+pytestmark = pytest.mark.slow
+
+STEP = textwrap.dedent("""
+    import json, sys, torch
+    from orchestrator.kinds.train import TrainConfig
+    from orchestrator.train import distributed
+    from orchestrator.train.recipe import PPOTrainer
+
+    cfg, out = TrainConfig.model_validate(json.loads(sys.argv[1])), sys.argv[2]
+    trainer = PPOTrainer(cfg, "exp", "arm", out)
+    trainer.setup()
+    before = distributed.full_state_dict(trainer.policy, trainer.world)
+    stats = trainer.train_step(trainer.train_data[:4] + trainer.train_data[-4:], diagnose=True)  # both domains
+    after = distributed.full_state_dict(trainer.policy, trainer.world)
+    critic = distributed.full_state_dict(trainer.critic, trainer.world) if trainer.critic is not None else {}
+    if trainer.main:
+        stats.pop("samples")
+        torch.save({"before": before, "after": after, "critic": critic, "stats": stats,
+                    "world": trainer.world.size}, f"{out}/step.pt")
+    trainer.cleanup()
+""")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from orchestrator.train.recipe import prepare
+
+    d = tmp_path_factory.mktemp("prepared")
+    prepare(str(d), "x", ["arithmetic", "copy"], {}, n_train=16, n_val=4, seed=0)
+    return d
+
+
+# A random tiny model rarely earns the built-in rewards: these give every response a graded score,
+# so advantages (and the update) are not zero. Opposite preferences make the domains conflict.
+REWARDS = """
+def more_digits(text, truth):
+    return sum(c.isdigit() for c in text) / max(len(text), 1)
+
+def fewer_digits(text, truth):
+    return 1.0 - more_digits(text, truth)
+"""
+
+
+def config(prepared: Path, **over) -> dict:
+    (prepared / "graded_rewards.py").write_text(REWARDS)
+    base = {
+        "model": str(prepared / "model"),
+        "domains": {d: {"train": str(prepared / f"data/{d}_train.parquet"), "val": str(prepared / f"data/{d}_val.parquet"),
+                        "reward": f"graded_rewards:{r}"} for d, r in (("arithmetic", "more_digits"), ("copy", "fewer_digits"))},
+        "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.01},
+        "trainer": {"batch_size": 8, "mini_batches": 2, "ppo_epochs": 1, "lr": 3e-3, "max_response_tokens": 3,
+                    "threads": 1, "seed": 3},
+        "rollout": {"workers": 0, "threads": 1},
+        "wandb": {"enabled": False},
+    }
+    return deep_merge(base, over)
+
+
+def run_step(cfg: dict, out: Path, learners: int, home: Path) -> dict:
+    out.mkdir(parents=True)
+    env = {**os.environ, "ORCH_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(Path(cfg["model"]).parent), *sys.path]), "SUBMITIT_LOCAL_NTASKS": str(learners),
+           "SUBMITIT_LOCAL_JOB_ID": str(os.getpid() + learners * 7 + len(str(out)))}
+    for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
+        env.pop(k, None)
+    procs = [subprocess.Popen([sys.executable, "-c", STEP, json.dumps(cfg), str(out)],
+                              env={**env, "SUBMITIT_LOCAL_GLOBALID": str(r), "SUBMITIT_LOCAL_LOCALID": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(learners)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, o in zip(procs, outputs):
+        assert p.returncode == 0, o[-3000:]
+    return torch.load(out / "step.pt", weights_only=False)
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("arm,advantage", [("pcgrad", "grpo"), ("baseline", "grpo"), ("pcgrad", "gae")])
+def test_two_learners_make_the_single_learner_update(prepared, tmp_path, arm, advantage):
+    over = {"mtl": {"enabled": arm == "pcgrad"}, "algorithm": {"advantage": advantage}}
+    if advantage == "gae":
+        over["algorithm"]["group_size"] = 1
+    cfg = config(prepared, **over)
+    one = run_step(cfg, tmp_path / "one", 1, tmp_path / "home1")
+    two = run_step(cfg, tmp_path / "two", 2, tmp_path / "home2")
+    assert (one["world"], two["world"]) == (1, 2)
+
+    update = max_diff(one["after"], one["before"])
+    assert update > 1e-3  # the step moved the weights: the comparison below means something
+    assert max_diff(one["before"], two["before"]) == 0.0
+    assert max_diff(one["after"], two["after"]) < 1e-5 * max(update / 3e-3, 1.0)
+    if advantage == "gae":
+        assert max_diff(one["critic"], two["critic"]) < 1e-5
+
+    s1, s2 = one["stats"], two["stats"]
+    for p1, p2 in zip(s1["policy"], s2["policy"]):
+        for key in ("policy_loss", "clipfrac", "grad_norm"):
+            assert p2[key] == pytest.approx(p1[key], rel=1e-4, abs=1e-6), key
+        if "conflict" in p1:  # cosines from dot products over the whole (sharded) gradient
+            for pair, cos in p1["conflict"]["pairs"].items():
+                assert p2["conflict"]["pairs"][pair] == pytest.approx(cos, abs=1e-5)
+    assert any(p.get("conflict", {}).get("pairs") for p in s1["policy"])  # both domains were in a minibatch
