@@ -44,7 +44,11 @@ def missing_outputs(run_dir: Path, outputs: tuple[str, ...] | list[str]) -> list
 
 
 def _rank() -> int:
-    return int(os.environ.get("SLURM_PROCID", os.environ.get("SUBMITIT_GLOBAL_RANK", "0")) or 0)
+    return int(os.environ.get("SLURM_PROCID") or os.environ.get("SUBMITIT_LOCAL_GLOBALID") or 0)
+
+
+def _ntasks() -> int:
+    return int(os.environ.get("SLURM_NTASKS") or os.environ.get("SUBMITIT_LOCAL_NTASKS") or 1)
 
 
 def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
@@ -73,7 +77,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         raise
     # With several tasks, other ranks may still be writing: the monitor checks outputs once the
     # whole job has ended; a single task can check now, so afterok never follows a missing output.
-    single = int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1
+    single = _ntasks() == 1
     missing = missing_outputs(run_dir, unit.outputs) if code == 0 and single else []
     if missing:
         code, reason = 1, f"exited 0 but declared outputs are missing: {', '.join(missing)}"

@@ -215,8 +215,10 @@ def _submit_slurm(experiment: str, stage: Stage, units: list[Unit], plan: Plan, 
 def _submit_local(experiment: str, stage: Stage, units: list[Unit], plan: Plan, deps: list[str]) -> str:
     folder = paths.stage_dir(experiment, stage.name)
     ex = submitit.LocalExecutor(folder)
-    ex.update_parameters(timeout_min=stage.resources.time_minutes, tasks_per_node=1)
     env_vars = dict(stage.env.vars)
+    r = stage.resources
+    # One unit runs as many tasks as on SLURM (e.g. one per learner); an array's controller is one.
+    ex.update_parameters(timeout_min=r.time_minutes, tasks_per_node=r.nodes * r.tasks_per_node if len(units) == 1 else 1)
     if len(units) == 1:
         job = ex.submit(runner.run_local, experiment, units[0], env_vars, deps)
     else:

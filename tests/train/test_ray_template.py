@@ -90,9 +90,30 @@ def test_render_quotes_every_value_and_is_valid_bash(orch_home, tmp_path):
         "RAY_AUTH_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')"]
     assert "set -x" not in text
     assert "\nray_n=${#ray_nodes[@]}  # nodes in the allocation\n" in text
-    # the driver is one task on the head node, after every node has joined
+    # the unit runs as all the job's tasks (task 0 on the head node drives Ray), after every node joined
     assert text.index("ray_cluster wait") < text.index("submitit.core._submit")
-    assert 'srun --nodes=1 --ntasks=1 -w "$ray_head"' in text
+    assert "\nsrun --overlap --unbuffered --output" in text
+
+
+@pytest.mark.parametrize("visible,expected", [("3,5,6", "5,6"), ("", "1,2")])
+def test_learner_gpus_are_kept_from_ray(orch_home, tmp_path, visible, expected):
+    """With one learner per node on a GPU, Ray gets the node's other GPUs: --num-gpus and CUDA_VISIBLE_DEVICES."""
+    r = Resources(nodes=1, tasks_per_node=1, cpus_per_task=2, gpus_per_node=3, time="10")
+    stage = Stage("driver", r, Environment(), (Unit("driver", "m:f"),), template="ray.sh.j2",
+                  template_vars=ray_template_vars(r, learner_gpus_per_node=1))
+    text = render_stage("exp", stage)
+    assert "--num-gpus 2" in text
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.strip() == "local -a gpus")
+    end = next(i for i, ln in enumerate(lines) if ln.strip() == "export CUDA_VISIBLE_DEVICES")
+    script = tmp_path / "gpus.sh"
+    script.write_text("f() {\n" + "\n".join(lines[start:end + 1]) + '\necho "$CUDA_VISIBLE_DEVICES"\n}\nf\n')
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    if visible:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
+    assert "local -a gpus" not in render_stage("exp", ray_stage())  # no learner GPUs: Ray gets them all
 
 
 def test_render_without_gpus_leaves_cuda_visible_devices_to_ray(orch_home):

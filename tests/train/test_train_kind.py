@@ -20,6 +20,8 @@ def test_shipped_specs_plan_two_arms():
     assert base["trainer"]["keep_last"] == 10
     assert base["early_stopping"] == {"enabled": True, "metric": "val/reward_mean", "mode": "max", "min_epochs": 10,
                                       "patience": 3, "min_delta": 0.001}
+    # one learner on a GPU per node; Ray's rollout actors get the other GPU, never the learner's
+    assert stages[0].template_vars["ray_num_gpus"] == 1 and stages[0].template_vars["ray_learner_gpus"] == 1
     tiny = stages_of(load_spec("mtl-comparison-tiny"))
     assert [s.name for s in tiny] == ["prepare", "baseline", "pcgrad"]
     assert tiny[0].template == "sbatch.sh.j2" and tiny[1].template == "ray.sh.j2"  # rollout actors on Ray
@@ -46,10 +48,26 @@ def test_set_overrides_reach_arms():
     ("arms.prepare={}", "not 'prepare'"),
     ("trainer.epochs=0", "epochs"),
     ("early_stopping.metric=val/math/reward", "val/arithmetic/reward"),
+    ("rollout.backend=vllm", r"num_gpus >= tensor_parallel_size \(1\), got 0"),
+    ("trainer.device=cuda", "gpus_per_node is 0"),
 ])
 def test_bad_train_specs(override, message):
     with pytest.raises(SpecError, match=message):
         load_spec("mtl-comparison-tiny", [override])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["resources.tasks_per_node=3", "resources.cpus_per_task=8"], "3 learners per node .* need one GPU each"),
+    (["resources.tasks_per_node=2", "resources.cpus_per_task=16"], "only 0 of the job's 2 are left"),
+    (["rollout.workers=3", "rollout.num_gpus=1"], "= 3 GPUs for Ray's rollout actors"),
+])
+def test_gpus_are_shared_out_between_learners_and_rollouts(overrides, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec("mtl-comparison", overrides)
+    # two learners (FSDP) on the two GPUs, rollouts sampling on CPU: valid
+    stages = stages_of(load_spec("mtl-comparison", ["resources.tasks_per_node=2", "resources.cpus_per_task=16",
+                                                    "rollout.num_gpus=0"]))
+    assert stages[0].template_vars["ray_num_gpus"] == 0 and stages[0].template_vars["ray_learner_gpus"] == 2
 
 
 def test_domains_without_files_are_refused():

@@ -88,11 +88,21 @@ class EarlyStoppingConfig(Strict):
 
 class Rollout(Strict):
     workers: int = Field(1, ge=0)  # Ray actors; 0 = sample in the learner process
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"  # transformers (CPU/GPU), or vLLM (GPU, extra orchestrator[vllm])
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     micro_batch: int = Field(256, ge=1)  # sequences a worker generates at once (memory bound)
+    # vLLM only
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _vllm(self) -> "Rollout":
+        if self.backend == "vllm" and self.workers > 0 and self.num_gpus < self.tensor_parallel_size:
+            raise ValueError(f"rollout.backend vllm runs on GPUs: each of the {self.workers} worker(s) needs "
+                             f"rollout.num_gpus >= tensor_parallel_size ({self.tensor_parallel_size}), got {self.num_gpus:g}")
+        return self
 
 
 class MTL(Strict):
@@ -167,9 +177,10 @@ class TrainSpec(BaseSpec):
             if unknown:
                 raise ValueError(f"arms.{arm}: unknown keys {sorted(unknown)}; an arm may override {', '.join(TRAIN_KEYS)}")
             try:
-                self.arm_config(arm)
+                cfg = self.arm_config(arm)
             except ValueError as e:
                 raise ValueError(f"arms.{arm}: {e}") from None
+            self._check_gpus(arm, cfg)
         if self.prepare is not None:
             from ..train.data import SYNTHETIC
 
@@ -177,6 +188,25 @@ class TrainSpec(BaseSpec):
             if unknown and any(self.domains[d].train is None for d in unknown):
                 raise ValueError(f"prepare: no synthetic generator for domains {sorted(unknown)}; known: {sorted(SYNTHETIC)}")
         return self
+
+    def learner_gpus_per_node(self, cfg: TrainConfig) -> int:
+        """One GPU per learner task when the job has GPUs and the trainer uses them."""
+        r = self.resources
+        return r.tasks_per_node if r.gpus_per_node > 0 and cfg.trainer.device != "cpu" else 0
+
+    def _check_gpus(self, arm: str, cfg: TrainConfig) -> None:
+        r, ro = self.resources, cfg.rollout
+        learners = self.learner_gpus_per_node(cfg)
+        if cfg.trainer.device == "cuda" and r.gpus_per_node == 0:
+            raise ValueError(f"arms.{arm}: trainer.device is cuda but resources.gpus_per_node is 0")
+        if learners > r.gpus_per_node:
+            raise ValueError(f"arms.{arm}: {learners} learners per node (resources.tasks_per_node) need one GPU each, "
+                             f"but resources.gpus_per_node is {r.gpus_per_node}: raise it, or lower tasks_per_node")
+        wanted, left = ro.workers * ro.num_gpus, (r.gpus_per_node - learners) * r.nodes
+        if wanted > left:
+            raise ValueError(f"arms.{arm}: rollout.workers × rollout.num_gpus = {wanted:g} GPUs for Ray's rollout actors, "
+                             f"but after one GPU per learner only {left} of the job's {r.gpus_per_node * r.nodes} are left: "
+                             "raise resources.gpus_per_node, or lower rollout.workers / rollout.num_gpus")
 
     def prepare_dir(self) -> str:
         return str(paths.run_dir(self.name, "prepare"))
@@ -214,7 +244,7 @@ class TrainSpec(BaseSpec):
             after = ("prepare",)
         for arm in self.arms:
             cfg = self.arm_config(arm)
-            template, template_vars = ("sbatch.sh.j2", {}) if cfg.rollout.workers == 0 else _ray_template(self)
+            template, template_vars = ("sbatch.sh.j2", {}) if cfg.rollout.workers == 0 else _ray_template(self, cfg)
             stages.append(Stage(
                 name=arm, resources=self.resources, env=self.env, after=after, checkpointable=True,
                 template=template, template_vars=template_vars,
@@ -224,8 +254,9 @@ class TrainSpec(BaseSpec):
         return stages
 
 
-def _ray_template(spec: TrainSpec) -> tuple[str, dict]:
-    """Rollout actors run on a Ray cluster started inside the allocation (templates/ray.sh.j2)."""
+def _ray_template(spec: TrainSpec, cfg: TrainConfig) -> tuple[str, dict]:
+    """Rollout actors run on a Ray cluster started inside the allocation (templates/ray.sh.j2),
+    on the GPUs the learners leave free."""
     from ..train.ray_cluster import ray_template_vars
 
-    return "ray.sh.j2", ray_template_vars(spec.resources)
+    return "ray.sh.j2", ray_template_vars(spec.resources, learner_gpus_per_node=spec.learner_gpus_per_node(cfg))

@@ -93,8 +93,12 @@ def check_free(ports: dict[str, int]) -> list[str]:
 def ray_template_vars(resources, *, join_timeout_s: int = 300, worker_ports: int = DEFAULT_WORKER_PORTS,
                       object_store_mb: int | None = None, noset_cuda_visible_devices: bool = False,
                       include_dashboard: bool = False, head_args: tuple[str, ...] = (),
-                      worker_args: tuple[str, ...] = (), temp_root: str | None = None) -> dict[str, Any]:
+                      worker_args: tuple[str, ...] = (), temp_root: str | None = None,
+                      learner_gpus_per_node: int = 0) -> dict[str, Any]:
     """`Stage.template_vars` for templates/ray.sh.j2, from the stage's `Resources`.
+
+    learner_gpus_per_node: GPUs the job's own tasks use on every node (one per learner); Ray is
+    given only the others, so its actors never land on a learner's GPU.
 
     noset_cuda_visible_devices: keep Ray from rewriting CUDA_VISIBLE_DEVICES in its workers, for
     vLLM, which picks its GPUs itself. head_args / worker_args: extra `ray start` arguments.
@@ -106,9 +110,13 @@ def ray_template_vars(resources, *, join_timeout_s: int = 300, worker_ports: int
     if join_timeout_s < 1:
         raise UserError(f"Ray join timeout must be at least 1 second, got {join_timeout_s}")
     port_block(0, resources.nodes - 1, resources.nodes, worker_ports)  # raises when the layout cannot fit
+    if not 0 <= learner_gpus_per_node <= resources.gpus_per_node:
+        raise UserError(f"{learner_gpus_per_node} learner GPUs per node, but the job has {resources.gpus_per_node}")
     return {
         "ray_num_cpus": resources.tasks_per_node * resources.cpus_per_task,
-        "ray_num_gpus": resources.gpus_per_node,
+        "ray_num_gpus": resources.gpus_per_node - learner_gpus_per_node,
+        "ray_learner_gpus": learner_gpus_per_node,
+        "ray_gpus_per_node": resources.gpus_per_node,
         "ray_object_store_bytes": object_store_mb * 1024 * 1024 if object_store_mb else None,
         "ray_join_timeout": join_timeout_s,
         "ray_worker_ports": worker_ports,

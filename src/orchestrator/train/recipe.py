@@ -93,10 +93,12 @@ class PPOTrainer:
             checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
             rewards = {n: d.reward for n, d in cfg.domains.items()}
             r = cfg.rollout
-            self.rollouts = Rollouts(r.workers, dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
-                                                      temperature=t.temperature, device=self._rollout_device(),
-                                                      threads=r.threads, micro_batch=r.micro_batch),
-                                     num_cpus=r.num_cpus, num_gpus=r.num_gpus)
+            kwargs = dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
+                          temperature=t.temperature, device=self._rollout_device(), threads=r.threads,
+                          micro_batch=r.micro_batch)
+            if r.backend == "vllm":
+                kwargs.update(tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization)
+            self.rollouts = Rollouts(r.workers, kwargs, num_cpus=r.num_cpus, num_gpus=r.num_gpus, backend=r.backend)
             self.wandb = self._init_wandb()
         self._push_weights()
 

@@ -1,6 +1,7 @@
 """Rollouts: sample responses with a copy of the policy and score them with the domain rewards.
 
-`RolloutWorker` is a plain class; `Rollouts` runs N of them as Ray actors (N = rollout.workers)
+`RolloutWorker` is a plain class (transformers; `rollout_vllm.VLLMRolloutWorker` is the vLLM one
+with the same interface); `Rollouts` runs N of them as Ray actors (N = rollout.workers)
 spread over the allocation's nodes (train/ray_cluster.py), or one in this process when N is 0. The learner pushes its new weights to every worker after
 each update, so samples always come from the current policy.
 
@@ -120,17 +121,21 @@ class RolloutWorker:
 class Rollouts:
     """N rollout workers (Ray actors), or one in-process worker when workers == 0."""
 
-    def __init__(self, workers: int, worker_kwargs: dict, num_cpus: float = 1, num_gpus: float = 0) -> None:
+    def __init__(self, workers: int, worker_kwargs: dict, num_cpus: float = 1, num_gpus: float = 0,
+                 backend: str = "hf") -> None:
         self.n = workers
+        worker_cls = RolloutWorker
+        if backend == "vllm":
+            from .rollout_vllm import VLLMRolloutWorker as worker_cls
         if workers == 0:
-            self.local = RolloutWorker(**worker_kwargs)
+            self.local = worker_cls(**worker_kwargs)
             self.actors = []
             return
         from .ray_cluster import connect, spread
 
         connect()  # the Ray cluster of this SLURM allocation (templates/ray.sh.j2), or a local one
         self.local = None
-        self.actors = spread(RolloutWorker, workers, actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+        self.actors = spread(worker_cls, workers, actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
                              **worker_kwargs)
 
     def push_weights(self, state_dict: dict, version: int) -> None:
