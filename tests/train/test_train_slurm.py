@@ -85,3 +85,33 @@ def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home, how):
     assert all((a[k] == b[k]).all() for k in a)
     rows = Registry().db.execute("SELECT scheduler_id FROM jobs WHERE experiment = ?", (exp,)).fetchall()
     assert job in {r[0] for r in rows}
+
+
+def test_two_learners_on_two_nodes(cli, slurm_home):
+    # One learner task per node: they meet at node1's NodeAddr (both test nodes are 127.0.0.1 on
+    # one host), shard the models, and rank 0 drives the Ray rollout actor.
+    exp = "mtl-2learners"
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", exp,
+              "--set", "resources.nodes=2", "--set", "resources.cpus_per_task=1", "--set", "trainer.epochs=4",
+              "--set", "trainer.test_freq=2", "--set", "trainer.save_freq=2", "--set", "early_stopping.enabled=false",
+              "--set", "wandb.enabled=false")
+    assert res.code == 0, res.err
+    jobs = dict(re.findall(r"stage (\w+): job (\d+)", res.out))
+    tasks = wait_final(exp, timeout=1200, interval=3)
+    assert {r: t.state for r, t in tasks.items()} == {"prepare": "COMPLETED", "baseline": "COMPLETED", "pcgrad": "COMPLETED"}, \
+        {r: (t.state, t.reason) for r, t in tasks.items()}
+    for arm in ("baseline", "pcgrad"):
+        s = summary(exp, arm)
+        assert s["learners"] == 2 and s["stop_epoch"] == 4
+        assert [x["epoch"] for x in lines(exp, arm)] == [0, 1, 2, 3, 4]  # rank 0 alone logs: no line twice
+        folder = paths.stage_dir(exp, arm)
+        logs = [paths.job_log(folder, jobs[arm], task).read_text() for task in (0, 1)]
+        assert "learner 0 of 2 on node1" in logs[0] and "learner 1 of 2 on node2" in logs[1]
+        # the checkpoint holds the whole model (gathered from both shards) and loads as is
+        from transformers import AutoModelForCausalLM
+
+        trained = AutoModelForCausalLM.from_pretrained(checkpoint.latest(exp, arm)).state_dict()
+        initial = AutoModelForCausalLM.from_pretrained(s["config"]["model"]).state_dict()
+        assert trained.keys() == initial.keys()
+        assert all(trained[k].shape == initial[k].shape for k in initial)
+        assert any(not trained[k].equal(initial[k]) for k in initial)  # and it trained

@@ -62,6 +62,8 @@ class PPOTrainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.world = distributed.init(self.device)
         self.main = self.world.main
+        if self.world.distributed:
+            print(f"learner {self.world.rank} of {self.world.size} on {os.environ.get('SLURMD_NODENAME') or 'this host'}", flush=True)
         self.domains = list(cfg.domains)
         self.train_data: list[Example] = []
         self.val_data: dict[str, list[Example]] = {}
