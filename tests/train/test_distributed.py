@@ -30,11 +30,11 @@ STEP = textwrap.dedent("""
     cfg, out = TrainConfig.model_validate(json.loads(sys.argv[1])), sys.argv[2]
     trainer = PPOTrainer(cfg, "exp", "arm", out)
     trainer.setup()
-    before = distributed.full_state_dict(trainer.policy, trainer.world)
-    critic_before = distributed.full_state_dict(trainer.critic, trainer.world) if trainer.critic is not None else {}
+    before = distributed.full_state_dict(trainer.policy)
+    critic_before = distributed.full_state_dict(trainer.critic) if trainer.critic is not None else {}
     stats = trainer.train_step(trainer.train_data[:4] + trainer.train_data[-4:], diagnose=True)  # both domains
-    after = distributed.full_state_dict(trainer.policy, trainer.world)
-    critic = distributed.full_state_dict(trainer.critic, trainer.world) if trainer.critic is not None else {}
+    after = distributed.full_state_dict(trainer.policy)
+    critic = distributed.full_state_dict(trainer.critic) if trainer.critic is not None else {}
     if trainer.main:
         stats.pop("samples")
         torch.save({"before": before, "after": after, "critic": critic, "critic_before": critic_before, "stats": stats,
@@ -168,3 +168,24 @@ def test_a_run_resumes_with_another_number_of_learners(prepared, tmp_path):
     assert epochs == [0, 1, 2, 3]
     state, _ = checkpoint.load_state(Path(second["resumed_from"]))
     assert state["learners"] == 2 and state["optimizer"]["state"]  # Adam moments, keyed by parameter name
+
+
+def update_cosine(a: dict, b: dict) -> float:
+    u = torch.cat([(a["after"][k] - a["before"][k]).flatten() for k in a["after"]])
+    v = torch.cat([(b["after"][k] - b["before"][k]).flatten() for k in b["after"]])
+    return float(torch.nn.functional.cosine_similarity(u, v, dim=0))
+
+
+def test_memory_options_keep_the_update(prepared, tmp_path):
+    """Gradient checkpointing recomputes the same gradients; bf16 mixed precision (FSDP2, fp32
+    master weights) moves the weights the way fp32 does, with one learner or two."""
+    base = config(prepared, mtl={"enabled": True})
+    fp32 = run_step(base, tmp_path / "fp32", 1, tmp_path / "h0")
+    ckpt = run_step(deep_merge(base, {"trainer": {"gradient_checkpointing": True}}), tmp_path / "ckpt", 1, tmp_path / "h1")
+    assert_same_update(fp32["after"], ckpt["after"], max_diff(fp32["after"], fp32["before"]))
+    bf16 = deep_merge(base, {"trainer": {"mixed_precision": "bf16"}})
+    one, two = run_step(bf16, tmp_path / "bf16-1", 1, tmp_path / "h2"), run_step(bf16, tmp_path / "bf16-2", 2, tmp_path / "h3")
+    for run in (one, two):
+        assert all(v.dtype == torch.float32 for v in run["after"].values())  # the master weights stay fp32
+        assert update_cosine(run, fp32) > 0.9
+    assert update_cosine(one, two) > 0.95

@@ -50,6 +50,8 @@ def test_set_overrides_reach_arms():
     ("early_stopping.metric=val/math/reward", "val/arithmetic/reward"),
     ("rollout.backend=vllm", r"num_gpus >= tensor_parallel_size \(1\), got 0"),
     ("trainer.device=cuda", "gpus_per_node is 0"),
+    ("trainer.cpu_offload=true", "learners have no GPU"),
+    ("trainer.mixed_precision=fp8", "mixed_precision"),
 ])
 def test_bad_train_specs(override, message):
     with pytest.raises(SpecError, match=message):

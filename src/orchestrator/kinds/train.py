@@ -75,6 +75,14 @@ class Trainer(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)  # torch CPU threads (1 for bit-exact CPU runs)
+    # Memory (large models). Each shards the models with FSDP2, even for a single learner.
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 compute; fp32 master weights, grads, Adam
+    cpu_offload: bool = False  # shards, grads and Adam on the CPU (GPU learners only)
+    gradient_checkpointing: bool = False  # recompute activations in backward (policy and critic)
+
+    @property
+    def fsdp(self) -> bool:
+        return self.mixed_precision != "no" or self.cpu_offload
 
 
 class EarlyStoppingConfig(Strict):
@@ -199,6 +207,9 @@ class TrainSpec(BaseSpec):
         learners = self.learner_gpus_per_node(cfg)
         if cfg.trainer.device == "cuda" and r.gpus_per_node == 0:
             raise ValueError(f"arms.{arm}: trainer.device is cuda but resources.gpus_per_node is 0")
+        if cfg.trainer.cpu_offload and not learners:
+            raise ValueError(f"arms.{arm}: trainer.cpu_offload moves GPU learners' state to the CPU; this job's learners "
+                             "have no GPU (resources.gpus_per_node 0 or trainer.device cpu): drop it")
         if learners > r.gpus_per_node:
             raise ValueError(f"arms.{arm}: {learners} learners per node (resources.tasks_per_node) need one GPU each, "
                              f"but resources.gpus_per_node is {r.gpus_per_node}: raise it, or lower tasks_per_node")

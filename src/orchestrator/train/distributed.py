@@ -83,13 +83,17 @@ def rendezvous() -> tuple[str, int]:
     return "127.0.0.1", rendezvous_port(os.environ.get("SUBMITIT_LOCAL_JOB_ID", os.getppid()))
 
 
-def init(device: str, timeout_min: int = 60) -> World:
-    """Join the learners' process group (nothing to do for a single learner)."""
+def init(device: str, timeout_min: int = 60, single: bool = False) -> World:
+    """Join the learners' process group. A single learner needs none, unless `single` (FSDP for
+    mixed precision or CPU offload): then a one-process group on an in-memory store."""
     world = world_from_env()
-    if not world.distributed or dist.is_initialized():
+    if dist.is_initialized() or not (world.distributed or single):
         return world
     if device == "cuda":
         torch.cuda.set_device(world.local_rank)
+    if not world.distributed:
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+        return world
     addr, port = rendezvous()
     dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"tcp://{addr}:{port}",
                             rank=world.rank, world_size=world.size, timeout=datetime.timedelta(minutes=timeout_min))
@@ -101,15 +105,21 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def shard(model: torch.nn.Module, mixed_precision: str | None = None) -> torch.nn.Module:
+def shard(model: torch.nn.Module, param_dtype: torch.dtype | None = None, cpu_offload: bool = False) -> torch.nn.Module:
     """FSDP2: each decoder layer its own unit (its all-gather overlaps the previous layer's
-    compute), then the rest. Parameters become DTensors sharded on dim 0 across the ranks."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    compute), then the rest. Parameters become DTensors sharded on dim 0 across the ranks.
+
+    param_dtype: compute in this dtype (bf16) while the sharded master weights, gradients and
+    optimizer state stay fp32, and gradients are reduced in fp32. cpu_offload: keep the shards,
+    their gradients and the optimizer on the CPU (the step runs there), on the GPU only while a
+    layer computes."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
     kwargs: dict[str, Any] = {}
-    if mixed_precision:
-        dtype = getattr(torch, mixed_precision)
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    if param_dtype is not None:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    if cpu_offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy()
     for layer in _decoder_layers(model):
         fully_shard(layer, **kwargs)
     # The root reshards after forward too: a no-grad pass (old log-probs, values) is not followed
@@ -129,17 +139,27 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if hasattr(t, "to_local") else t
 
 
-def full_state_dict(model: torch.nn.Module, world: World) -> dict[str, torch.Tensor]:
-    """The whole model's state on CPU, on rank 0 (a collective; other ranks get {})."""
-    if not world.distributed:
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the whole model's state on CPU, on rank 0 (for a sharded model a collective:
+    other ranks get {})."""
+    if not is_sharded(model):
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if dist.get_world_size() == 1:  # a one-rank "gather" hands back the live CPU shards themselves
+        state = {k: v.clone() for k, v in state.items()}
+    return state
 
 
-def load_full_state_dict(model: torch.nn.Module, state: dict, world: World) -> None:
-    if not world.distributed:
+def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
+    if not is_sharded(model):
         model.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
@@ -147,13 +167,13 @@ def load_full_state_dict(model: torch.nn.Module, state: dict, world: World) -> N
     set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 
-def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, world: World) -> dict:
+def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state keyed by parameter name (FQN), whole, on rank 0: one format whatever
     the number of learners, so a run can resume with a different one."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=world.distributed))
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=is_sharded(model)))
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -60,7 +60,7 @@ class PPOTrainer:
         self.device = "cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu"
         if self.device == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.world = distributed.init(self.device)
+        self.world = distributed.init(self.device, single=t.fsdp)
         self.main = self.world.main
         if self.world.distributed:
             print(f"learner {self.world.rank} of {self.world.size} on {os.environ.get('SLURMD_NODENAME') or 'this host'}", flush=True)
@@ -76,7 +76,7 @@ class PPOTrainer:
         torch.manual_seed(t.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         self.policy = self._place(AutoModelForCausalLM.from_pretrained(resume_dir or cfg.model, dtype=torch.float32))
-        self.ref = self._place(AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)).eval()
+        self.ref = self._place(AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32), trained=False).eval()
         self.ref.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.critic = self.critic_optimizer = None
@@ -104,13 +104,21 @@ class PPOTrainer:
             self.wandb = self._init_wandb()
         self._push_weights()
 
-    def _place(self, model):
-        """On this learner's device; with several learners, sharded across them (FSDP2)."""
-        model = model.to(self.device)
-        return distributed.shard(model) if self.world.distributed else model
+    def _place(self, model, trained: bool = True):
+        """On this learner's device; with several learners (or mixed precision, CPU offload),
+        sharded across them with FSDP2."""
+        t = self.cfg.trainer
+        if trained and t.gradient_checkpointing:  # transformers checkpoints only in train mode
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.train()
+        if not (self.world.distributed or t.fsdp):
+            return model.to(self.device)
+        if not t.cpu_offload:  # offloaded shards stay on the CPU
+            model = model.to(self.device)
+        return distributed.shard(model, torch.bfloat16 if t.mixed_precision == "bf16" else None, t.cpu_offload)
 
     def _push_weights(self) -> None:
-        state = distributed.full_state_dict(self.policy, self.world)  # a collective: every rank
+        state = distributed.full_state_dict(self.policy)  # a collective: every rank
         if self.main:
             self.rollouts.push_weights(state, self.step)
 
@@ -123,7 +131,7 @@ class PPOTrainer:
         state, _ = checkpoint.load_state(directory)
         distributed.load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
         if self.critic is not None:
-            distributed.load_full_state_dict(self.critic, state["critic"], self.world)
+            distributed.load_full_state_dict(self.critic, state["critic"])
             distributed.load_optimizer_state(self.critic, self.critic_optimizer, state["critic_optimizer"])
         self.epoch, self.step, self.wall_time_s = state["epoch"], state["step"], state["wall_time_s"]
         self.last_val, self.last_metrics = state["last_val"], state["last_metrics"]
@@ -216,7 +224,7 @@ class PPOTrainer:
             b["ref_logp"] = distributed.gather_rows(self._logprobs(self.ref, b, mine), n, self.world)
             b["kl"] = kl_per_token(b["old_logp"], b["ref_logp"], "k1")
             if a.advantage == "gae":
-                b["values"] = distributed.gather_rows(self._forward(self.critic, b, mine)[..., 0], n, self.world)
+                b["values"] = distributed.gather_rows(self._forward(self.critic, b, mine)[..., 0].float(), n, self.world)
                 rewards = token_rewards(b["scores"], b["kl"], b["mask"], a.kl_coef)
                 adv, b["returns"] = gae(rewards, b["values"], b["mask"], a.gamma, a.lam)
             else:
@@ -264,7 +272,7 @@ class PPOTrainer:
             shard = local(p)
             g = flat[offset:offset + shard.numel()].view_as(shard).clone()
             offset += shard.numel()
-            if self.world.distributed:
+            if hasattr(p, "device_mesh"):  # an FSDP2 shard (DTensor)
                 from torch.distributed.tensor import DTensor
 
                 g = DTensor.from_local(g, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
@@ -324,7 +332,7 @@ class PPOTrainer:
         mine = self._mine(idx)
         share = self._share(b, idx, mine)
         mine = mine if len(mine) else idx[:1]
-        values = self._forward(self.critic, b, mine)[..., 0]
+        values = self._forward(self.critic, b, mine)[..., 0].float()
         loss = value_loss(values, b["values"][mine], b["returns"][mine], b["mask"][mine], self.cfg.algorithm.value_clip)
         (loss * (share * self.world.size) if self.world.distributed else loss).backward()
         torch.nn.utils.clip_grad_norm_(self._params(self.critic), self.cfg.trainer.max_grad_norm)
@@ -444,10 +452,10 @@ class PPOTrainer:
     def save_checkpoint(self, epoch: int, metrics: dict, best: bool) -> Path | None:
         """Every learner takes part (the whole state is gathered from the shards); rank 0 writes."""
         w, has_critic = self.world, self.critic is not None
-        weights = distributed.full_state_dict(self.policy, w) if w.distributed else None
-        optimizer = distributed.optimizer_state(self.policy, self.optimizer, w)
-        critic = distributed.full_state_dict(self.critic, w) if has_critic else None
-        critic_optimizer = distributed.optimizer_state(self.critic, self.critic_optimizer, w) if has_critic else None
+        weights = distributed.full_state_dict(self.policy) if w.distributed else None
+        optimizer = distributed.optimizer_state(self.policy, self.optimizer)
+        critic = distributed.full_state_dict(self.critic) if has_critic else None
+        critic_optimizer = distributed.optimizer_state(self.critic, self.critic_optimizer) if has_critic else None
         if not self.main:
             return None
         state = {"epoch": epoch, "step": self.step, "optimizer": optimizer, "critic": critic,

@@ -139,8 +139,9 @@ class Rollouts:
                              **worker_kwargs)
 
     def push_weights(self, state_dict: dict, version: int) -> None:
-        """Every worker gets the learner's weights (one object-store copy shared by all)."""
-        cpu = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+        """Every worker gets the learner's weights (one object-store copy shared by all). The
+        workers copy them in (load_state_dict, ray.put): live tensors are fine."""
+        cpu = {k: v.detach().to("cpu") for k, v in state_dict.items()}
         if self.local is not None:
             self.local.set_weights(cpu, version)
             return
