@@ -101,7 +101,10 @@ def init(device: str, timeout_min: int = 60, single: bool = False) -> World:
 
 
 def shutdown() -> None:
+    """Leave the process group once every rank is done (the barrier waits for all earlier
+    collectives), so no gloo worker thread is still busy when the interpreter exits."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -145,41 +148,123 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
+# Whole tensors from FSDP2 shards, with plain synchronous collectives. FSDP2 shards dim 0 the way
+# torch.chunk splits it (rank r holds chunk r, possibly empty); gathering pads each chunk to the
+# chunk size. (torch.distributed.checkpoint's full-state helpers go through DTensor's asynchronous
+# functional collectives: on CPU/gloo we saw processes abort at exit while a gloo worker thread was
+# still releasing such a collective's tensors, and one segfault during the gather.)
+
+
+def _chunk(n: int, world: int, rank: int) -> tuple[int, int]:
+    size = -(-n // world)
+    start = min(rank * size, n)
+    return start, min(start + size, n)
+
+
+def gather_full(t: torch.Tensor) -> torch.Tensor | None:
+    """The whole of tensor `t` on CPU, on rank 0 (None elsewhere). A DTensor shard: a collective."""
+    if not hasattr(t, "device_mesh"):
+        return t.detach().to("cpu", copy=True) if not dist.is_initialized() or dist.get_rank() == 0 else None
+    shard, world, rank = t.to_local().detach(), dist.get_world_size(), dist.get_rank()
+    if world == 1:
+        return shard.to("cpu", copy=True)
+    size = -(-t.shape[0] // world)
+    padded = shard.new_zeros((size, *t.shape[1:]))
+    padded[:shard.shape[0]] = shard
+    parts = [torch.empty_like(padded) for _ in range(world)] if rank == 0 else None
+    dist.gather(padded, parts, dst=0)
+    if rank != 0:
+        return None
+    return torch.cat([p[:_chunk(t.shape[0], world, r)[1] - _chunk(t.shape[0], world, r)[0]]
+                      for r, p in enumerate(parts)]).to("cpu")
+
+
+def _set_full(target: torch.Tensor, full: torch.Tensor) -> None:
+    """Copy this rank's part of the whole tensor `full` into `target` (a DTensor shard or a plain tensor)."""
+    with torch.no_grad():
+        if hasattr(target, "device_mesh"):
+            start, end = _chunk(full.shape[0], dist.get_world_size(), dist.get_rank())
+            target.to_local().copy_(full[start:end])
+        else:
+            target.copy_(full)
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the whole model's state on CPU, on rank 0 (for a sharded model a collective:
     other ranks get {})."""
     if not is_sharded(model):
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if dist.get_world_size() == 1:  # a one-rank "gather" hands back the live CPU shards themselves
-        state = {k: v.clone() for k, v in state.items()}
-    return state
+    state = {k: gather_full(v) for k, v in model.state_dict().items()}  # same order on every rank
+    return {k: v for k, v in state.items() if v is not None}
 
 
 def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
+    """Load a whole state (every rank reads the same file) into a model, sharded or not."""
     if not is_sharded(model):
         model.load_state_dict(state)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise KeyError(f"state has no {', '.join(missing[:5])}")
+    for k, v in own.items():
+        _set_full(v, state[k])
 
 
 def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's state keyed by parameter name (FQN), whole, on rank 0: one format whatever
-    the number of learners, so a run can resume with a different one."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=is_sharded(model)))
+    """The optimizer's state keyed by parameter name, whole, on rank 0 (a collective when the
+    model is sharded): one format whatever the number of learners, so a run can resume with
+    another number of them."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    state = {}
+    for p, st in optimizer.state.items():  # same parameter order on every rank
+        state[names[id(p)]] = {k: gather_full(v) if torch.is_tensor(v) else v for k, v in st.items()}
+    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [names[id(p)] for p in g["params"]]}
+              for g in optimizer.param_groups]
+    return {"state": state, "param_groups": groups}
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    """Load `optimizer_state`'s whole, name-keyed state: each rank keeps its own chunk."""
+    params = dict(model.named_parameters())
+    index = {n: i for i, n in enumerate(n for g in state["param_groups"] for n in g["params"])}
+    native_state = {}
+    for name, st in state["state"].items():
+        p = params[name]
+        entry = {}
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.dim() > 0 and hasattr(p, "device_mesh"):
+                shard = torch.zeros_like(p.to_local(), dtype=v.dtype)
+                start, end = _chunk(v.shape[0], dist.get_world_size(), dist.get_rank())
+                shard.copy_(v[start:end])
+                from torch.distributed.tensor import DTensor
 
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+                v = DTensor.from_local(shard, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
+            entry[k] = v
+        native_state[index[name]] = entry
+    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[n] for n in g["params"]]}
+              for g in state["param_groups"]]
+    optimizer.load_state_dict({"state": native_state, "param_groups": groups})
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ for FSDP2 shards, with one synchronous all-reduce: the
+    norm of the whole gradient, every shard scaled by the same factor. Returns the norm."""
+    grads = [local(p.grad) for p in params if p.grad is not None]
+    sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(sq)
+    norm = sq.sqrt()
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype))
+    return float(norm)
 
 
 def broadcast_object(obj: Any, world: World) -> Any:

@@ -278,6 +278,12 @@ class PPOTrainer:
                 g = DTensor.from_local(g, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
             p.grad = g
 
+    def _clip(self, model, params: list[torch.Tensor]) -> float:
+        """Clip the whole gradient's norm to trainer.max_grad_norm; returns the norm before."""
+        if distributed.is_sharded(model):
+            return distributed.clip_grad_norm(params, self.cfg.trainer.max_grad_norm)
+        return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.max_grad_norm))
+
     def _reduced(self, *xs: torch.Tensor) -> list[float]:
         """Sums over learners of per-rank scalars (each already weighted by the rank's share)."""
         t = distributed.all_reduce_sum(torch.stack([x.detach().float().reshape(()) for x in xs]), self.world)
@@ -321,8 +327,7 @@ class PPOTrainer:
             loss = loss.detach()
             # mean over the minibatch's domains of their clip fractions (summed over learners below)
             clipfrac = torch.stack(clips).sum() / len(self._by_domain(b, idx)) if clips else loss * 0.0
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.max_grad_norm)
-        out["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        out["grad_norm"] = self._clip(self.policy, params)
         self.optimizer.step()
         out["policy_loss"], out["clipfrac"] = self._reduced(loss, clipfrac)
         return out
@@ -335,7 +340,7 @@ class PPOTrainer:
         values = self._forward(self.critic, b, mine)[..., 0].float()
         loss = value_loss(values, b["values"][mine], b["returns"][mine], b["mask"][mine], self.cfg.algorithm.value_clip)
         (loss * (share * self.world.size) if self.world.distributed else loss).backward()
-        torch.nn.utils.clip_grad_norm_(self._params(self.critic), self.cfg.trainer.max_grad_norm)
+        self._clip(self.critic, self._params(self.critic))
         self.critic_optimizer.step()
         return self._reduced(loss * share)[0]
 
