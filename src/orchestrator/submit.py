@@ -97,6 +97,7 @@ class Submitted:
     stage: str
     job_id: str
     runs: list[str]
+    after: list[str] = field(default_factory=list)  # what it waits for: job ids (slurm), runs (local)
 
 
 @dataclass
@@ -165,7 +166,7 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
                 registry.add_job(job_id, executor, spec.name, stage.name, str(paths.stage_dir(spec.name, stage.name)),
                                  plan.scripts[stage.name] if executor == "slurm" else None,
                                  [(u.run, list(u.outputs)) for u in units], [d for d in deps])
-                done.append(Submitted(stage.name, job_id, [u.run for u in units]))
+                done.append(Submitted(stage.name, job_id, [u.run for u in units], deps))
         except Exception as e:
             for s in done:
                 cancel_job(s.job_id, executor)

@@ -1,8 +1,9 @@
 """The judge consumes what the inference kind writes: a tiny-model inference experiment (local
-executor), then `judge-tagging` over its runs — every prediction graded once and tagged with its
-task's domain."""
+executor), and `judge-tagging` over its runs submitted while it still runs — the judge waits,
+then grades every prediction once and tags it with its task's domain."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -34,18 +35,23 @@ resources: {{time: "15", mem: 2G}}
 """)
     res = cli("submit", infer, "--executor", "local")
     assert res.code == 0, res.err
-    runs = wait_final("tinyinf", timeout=600)
-    assert {t.state for t in runs.values()} == {"COMPLETED"}, {r: t.reason for r, t in runs.items()}
 
+    # submitted while inference still runs: the judge waits for its runs (afterok), then grades
     monkeypatch.setenv(KEY_ENV, KEY)
     with ChatServer(key=KEY) as server:
         res = cli("submit", "judge-tagging", "--executor", "local", "--set", "inputs.experiment=tinyinf",
                   "--set", f"judge.base_url={server.url}", "--set", "judge.model=judge-model",
                   "--set", f"judge.api_key_env={KEY_ENV}")
         assert res.code == 0, res.err
+        assert "after tinyinf/tiny__coqa, tinyinf/tiny__math, tinyinf/tiny__medqa" in res.out
+        runs = wait_final("tinyinf", timeout=600)
         judged_runs = wait_final("judge-tagging", timeout=300)
+    assert {t.state for t in runs.values()} == {"COMPLETED"}, {r: t.reason for r, t in runs.items()}
     assert set(judged_runs) == set(runs) and {t.state for t in judged_runs.values()} == {"COMPLETED"}
     assert Counter(c.status for c in server.calls) == {200: 6}  # 3 tasks × 2 examples, each once
+    last_inference = max(json.loads(paths.status_file("tinyinf", r).read_text())["ended"] for r in runs)
+    first_judge = min(json.loads(paths.status_file("judge-tagging", r).read_text())["started"] for r in runs)
+    assert first_judge >= last_inference
     for run in runs:
         preds = read_jsonl(paths.run_dir("tinyinf", run) / paths.PREDICTIONS_FILE)
         judged = {r["id"]: r for r in read_jsonl(paths.run_dir("judge-tagging", run) / paths.JUDGED_FILE)}

@@ -150,7 +150,7 @@ def test_local_executor_end_to_end(cli, spec_file, tmp_path, orch_home, monkeypa
     assert leaked == []
 
 
-def test_experiment_with_unfinished_runs_is_refused(spec_file, orch_home, judge_env):
+def test_experiment_with_unfinished_runs_is_waited_for(spec_file, orch_home, judge_env):
     import os
 
     from orchestrator.registry import Registry
@@ -158,9 +158,13 @@ def test_experiment_with_unfinished_runs_is_refused(spec_file, orch_home, judge_
     write_predictions(paths.run_dir("infer", "tiny__gsm8k") / paths.PREDICTIONS_FILE, [prediction(0)])
     reg = Registry()
     reg.add_experiment("infer", "inference", "", "{}")
-    # a local job whose controller (this process) is alive and has not finished: still running
+    # local jobs whose controller (this process) is alive and has not finished: still running;
+    # tiny__coqa has written nothing yet, `prepare` will write no predictions at all
     reg.add_job(str(os.getpid()), "local", "infer", "infer", str(orch_home), None,
-                [("tiny__gsm8k", [paths.PREDICTIONS_FILE])], [])
+                [("tiny__gsm8k", [paths.PREDICTIONS_FILE]), ("tiny__coqa", [paths.PREDICTIONS_FILE])], [])
+    reg.add_job(str(os.getpid()), "local", "infer", "prepare", str(orch_home), None, [("prepare", ["model"])], [])
     reg.close()
-    with pytest.raises(SpecError, match=r"infer has runs that have not finished: tiny__gsm8k \(PENDING\)"):
-        stages_of(load_spec(spec_file("j", spec_text("{experiment: infer}"))))
+    (stage,) = stages_of(load_spec(spec_file("j", spec_text("{experiment: infer}"))))
+    assert [u.run for u in stage.units] == ["tiny__coqa", "tiny__gsm8k"]
+    assert stage.after_runs == ("infer/tiny__coqa", "infer/tiny__gsm8k")
+    assert stage.units[0].args["predictions"] == str(paths.run_dir("infer", "tiny__coqa") / paths.PREDICTIONS_FILE)

@@ -41,7 +41,8 @@ def report_submitted(spec, executor: str, submitted: list) -> None:
     print(f"experiment {spec.name} ({executor})")
     for s in submitted:
         what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
-        print(f"  stage {s.stage}: {what} {s.job_id}")
+        after = f", after {', '.join(s.after)}" if s.after else ""
+        print(f"  stage {s.stage}: {what} {s.job_id}{after}")
     for note in spec.submit_notes():
         print(f"  {note}")
     first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")

@@ -12,7 +12,8 @@
     domains: {gsm8k: MATH}                 # task or domain name → tag (default: judge.DEFAULT_DOMAINS)
 
 One array task per predictions file; each writes logs/<experiment>/<run>/judged.jsonl (resumable)
-and judge_summary.json. With `judge.server`, the job first starts a vLLM OpenAI server in its own
+and judge_summary.json. Runs of the inference experiment that are still pending or running are
+judged too: the array waits for them (afterok), and is cancelled if one of them fails. With `judge.server`, the job first starts a vLLM OpenAI server in its own
 allocation (templates/judge_vllm.sh.j2) and the judge talks to it on 127.0.0.1.
 """
 from __future__ import annotations
@@ -142,8 +143,9 @@ class JudgeSpec(BaseSpec):
             "tags": list(self.tags),
         }
 
-    def sources(self) -> list[tuple[str, Path]]:
-        """(run name, predictions file) per unit; SpecError when there is nothing to judge."""
+    def sources(self) -> tuple[list[tuple[str, Path]], list[str]]:
+        """(run name, predictions file) per unit, and the runs of inputs.experiment that have not
+        finished yet (the judge waits for them: afterok); SpecError when there is nothing to judge."""
         shown = getattr(self, "_source", self.name)
         if self.inputs.files is not None:
             found, names = [], set()
@@ -157,28 +159,28 @@ class JudgeSpec(BaseSpec):
                 name = name if name not in names else f"{name}-{i}"
                 names.add(name)
                 found.append((name, p.resolve()))
-            return found
+            return found, []
         return self._experiment_sources(shown)
 
-    def _experiment_sources(self, shown: str) -> list[tuple[str, Path]]:
+    def _unfinished_runs(self, exp: str) -> list[str]:
+        """Runs of `exp` that declare predictions and are pending or running (monitor's view)."""
+        if not paths.registry_file().exists():
+            return []
+        from ..monitor import refresh
+        from ..registry import Registry
+
+        reg = Registry()
+        try:
+            return sorted({t.run for t in refresh(reg, exp) if not t.final and paths.PREDICTIONS_FILE in t.outputs})
+        finally:
+            reg.close()
+
+    def _experiment_sources(self, shown: str) -> tuple[list[tuple[str, Path]], list[str]]:
         exp = self.inputs.experiment
         assert exp is not None
         exp_dir = paths.experiment_dir(exp)
-        unfinished = []
-        if paths.registry_file().exists():
-            from ..monitor import refresh
-            from ..registry import Registry
-
-            reg = Registry()
-            try:
-                unfinished = [f"{t.run} ({t.state})" for t in refresh(reg, exp)
-                              if not t.final and (self.inputs.runs is None or t.run in self.inputs.runs)]
-            finally:
-                reg.close()
-        if unfinished:
-            raise SpecError(shown, f"inputs.experiment: {exp} has runs that have not finished: "
-                                   f"{', '.join(unfinished)}; `orchestrate wait {exp}`, then submit again")
-        runs = sorted(p.parent.name for p in exp_dir.glob(f"*/{paths.PREDICTIONS_FILE}"))
+        pending = self._unfinished_runs(exp)
+        runs = sorted({p.parent.name for p in exp_dir.glob(f"*/{paths.PREDICTIONS_FILE}")} | set(pending))
         if self.inputs.runs is not None:
             missing = [r for r in self.inputs.runs if r not in runs]
             if missing:
@@ -188,7 +190,7 @@ class JudgeSpec(BaseSpec):
         if not runs:
             raise SpecError(shown, f"inputs.experiment: no {paths.PREDICTIONS_FILE} under {exp_dir}: run the "
                                    f"inference experiment {exp!r} first (or check ORCH_HOME)")
-        return [(r, exp_dir / r / paths.PREDICTIONS_FILE) for r in runs]
+        return [(r, exp_dir / r / paths.PREDICTIONS_FILE) for r in runs], [r for r in pending if r in runs]
 
     def _check_environment(self) -> None:
         """The job inherits the submitting shell's environment: what it will miss, fail on now."""
@@ -211,11 +213,12 @@ class JudgeSpec(BaseSpec):
     def plan(self) -> list[Stage]:
         self._check_environment()
         config = self.judge_config()
+        sources, pending = self.sources()
         units = tuple(
             Unit(run=run, entry="orchestrator.judge:judge_run",
                  args={"predictions": str(path), "config": config},
                  outputs=(paths.JUDGED_FILE, paths.JUDGE_SUMMARY_FILE))
-            for run, path in self.sources()
+            for run, path in sources
         )
         template, template_vars = "sbatch.sh.j2", {}
         server = self.judge.server
@@ -228,6 +231,9 @@ class JudgeSpec(BaseSpec):
             }
         # Checkpointable: at the time limit or on preemption submitit requeues the unit, which
         # resumes from its own judged.jsonl (judging is idempotent per id).
+        # Inference runs still going: the judge array waits for them (afterok; if one fails the
+        # judge is cancelled, never run on a partial file).
+        after_runs = tuple(f"{self.inputs.experiment}/{r}" for r in pending)
         return [Stage(name="judge", resources=self.resources, env=self.env, units=units,
-                      array_parallelism=self.array_parallelism, checkpointable=True,
+                      array_parallelism=self.array_parallelism, checkpointable=True, after_runs=after_runs,
                       template=template, template_vars=template_vars)]
