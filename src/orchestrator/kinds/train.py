@@ -101,6 +101,7 @@ class Rollout(Strict):
     num_gpus: float = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     micro_batch: int = Field(256, ge=1)  # sequences a worker generates at once (memory bound)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the workers' policy copy
     # vLLM only
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)

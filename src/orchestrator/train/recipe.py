@@ -76,7 +76,9 @@ class PPOTrainer:
         torch.manual_seed(t.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         self.policy = self._place(AutoModelForCausalLM.from_pretrained(resume_dir or cfg.model, dtype=torch.float32))
-        self.ref = self._place(AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32), trained=False).eval()
+        # the frozen reference needs no fp32 master copy: with bf16 compute it is held in bf16
+        ref_dtype = torch.bfloat16 if t.mixed_precision == "bf16" else torch.float32
+        self.ref = self._place(AutoModelForCausalLM.from_pretrained(cfg.model, dtype=ref_dtype), trained=False).eval()
         self.ref.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.critic = self.critic_optimizer = None
@@ -97,7 +99,7 @@ class PPOTrainer:
             r = cfg.rollout
             kwargs = dict(model_path=cfg.model, rewards=rewards, max_new_tokens=t.max_response_tokens,
                           temperature=t.temperature, device=self._rollout_device(), threads=r.threads,
-                          micro_batch=r.micro_batch)
+                          micro_batch=r.micro_batch, dtype=r.dtype)
             if r.backend == "vllm":
                 kwargs.update(tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization)
             self.rollouts = Rollouts(r.workers, kwargs, num_cpus=r.num_cpus, num_gpus=r.num_gpus, backend=r.backend)

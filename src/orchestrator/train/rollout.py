@@ -72,7 +72,8 @@ class RolloutWorker:
     """A policy copy (transformers, CPU or GPU) plus the reward functions of every domain."""
 
     def __init__(self, model_path: str, rewards: dict[str, str], max_new_tokens: int, temperature: float = 1.0,
-                 device: str = "cpu", threads: int | None = None, micro_batch: int = 256) -> None:
+                 device: str = "cpu", threads: int | None = None, micro_batch: int = 256,
+                 dtype: str = "float32") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .rewards import load_reward
@@ -82,7 +83,8 @@ class RolloutWorker:
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+        # the learner recomputes every log-prob it trains on: sampling precision is only a speed/memory choice
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device).eval()
         self.rewards = {d: load_reward(ref) for d, ref in rewards.items()}
         self.max_new_tokens, self.temperature, self.micro_batch = max_new_tokens, temperature, micro_batch
         self.version = -1
