@@ -215,6 +215,23 @@ stages:
     assert ranks[0]["hostnames"] == ["node1", "node2"]
 
 
+def test_one_failing_task_ends_the_others(cli, spec_file, slurm_home):
+    # task 1 fails at once while task 0 would wait 5 minutes (as a learner waits on a dead peer in
+    # a collective): srun's --kill-on-bad-exit ends the job now, FAILED
+    code = ("import os, sys, time; sys.exit(3) if os.environ['SLURM_PROCID'] == '1' else time.sleep(300)")
+    path = spec_file("badrank", f"""\
+kind: command
+resources: {{nodes: 2, tasks_per_node: 1, time: "10", mem: 100M}}
+stages:
+  main: {{run: [python, -c, "{code}"]}}
+""")
+    started = time.monotonic()
+    submit(cli, path)
+    t = wait_final("badrank", timeout=240)["main"]
+    assert t.state == "FAILED", (t.state, t.reason)
+    assert time.monotonic() - started < 200
+
+
 def test_values_reach_the_job_literally(cli, spec_file, slurm_home, tmp_path):
     marker = tmp_path / "PWNED"
     path = spec_file("literal", f"""\

@@ -33,6 +33,7 @@ export HF_HOME='/scratch/$USER/hf cache'
 export NOTE='it'"'"'s; $(x) `y`'
 export TOKENIZERS_PARALLELISM=false
 
-# run the unit(s) of work: submitit loads the pickled task for this job / array index
+# run the unit(s) of work: submitit loads the pickled task for this job / array index; with
+# several tasks, one failing ends the others (they may be waiting on it in a collective)
 export SUBMITIT_EXECUTOR=slurm
-srun --unbuffered --output /orch-home/logs/golden/_jobs/sweep/%A_%a_%t_log.out --error /orch-home/logs/golden/_jobs/sweep/%A_%a_%t_log.err '/opt/envs/my env/bin/python' -u -m submitit.core._submit /orch-home/logs/golden/_jobs/sweep
+srun --kill-on-bad-exit=1 --unbuffered --output /orch-home/logs/golden/_jobs/sweep/%A_%a_%t_log.out --error /orch-home/logs/golden/_jobs/sweep/%A_%a_%t_log.err '/opt/envs/my env/bin/python' -u -m submitit.core._submit /orch-home/logs/golden/_jobs/sweep

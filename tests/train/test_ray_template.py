@@ -92,7 +92,7 @@ def test_render_quotes_every_value_and_is_valid_bash(orch_home, tmp_path):
     assert "\nray_n=${#ray_nodes[@]}  # nodes in the allocation\n" in text
     # the unit runs as all the job's tasks (task 0 on the head node drives Ray), after every node joined
     assert text.index("ray_cluster wait") < text.index("submitit.core._submit")
-    assert "\nsrun --overlap --unbuffered --output" in text
+    assert "\nsrun --overlap --kill-on-bad-exit=1 --unbuffered --output" in text
 
 
 @pytest.mark.parametrize("visible,expected", [("3,5,6", "5,6"), ("", "1,2")])

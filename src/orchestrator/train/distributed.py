@@ -83,7 +83,13 @@ def rendezvous() -> tuple[str, int]:
     return "127.0.0.1", rendezvous_port(os.environ.get("SUBMITIT_LOCAL_JOB_ID", os.getppid()))
 
 
-def init(device: str, timeout_min: int = 60, single: bool = False) -> World:
+# Collectives wait this long: the other learners wait in one while rank 0 alone validates, which
+# can take hours on a large model. A crashed rank does not leave them waiting: srun ends the job's
+# tasks (--kill-on-bad-exit=1 in the templates).
+TIMEOUT_MIN = 12 * 60
+
+
+def init(device: str, timeout_min: int = TIMEOUT_MIN, single: bool = False) -> World:
     """Join the learners' process group. A single learner needs none, unless `single` (FSDP for
     mixed precision or CPU offload): then a one-process group on an in-memory store."""
     world = world_from_env()
@@ -100,11 +106,13 @@ def init(device: str, timeout_min: int = 60, single: bool = False) -> World:
     return world
 
 
-def shutdown() -> None:
-    """Leave the process group once every rank is done (the barrier waits for all earlier
-    collectives), so no gloo worker thread is still busy when the interpreter exits."""
+def shutdown(wait_for_others: bool = True) -> None:
+    """Leave the process group; after a good run once every rank is done (the barrier waits for
+    all earlier collectives), so no gloo worker thread is still busy when the interpreter exits.
+    A failing rank leaves at once: srun's --kill-on-bad-exit then ends the others."""
     if dist.is_initialized():
-        dist.barrier()
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()
 
 

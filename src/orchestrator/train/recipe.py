@@ -496,12 +496,12 @@ class PPOTrainer:
             write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
 
-    def cleanup(self) -> None:
+    def cleanup(self, ok: bool = True) -> None:
         if getattr(self, "rollouts", None) is not None:
             self.rollouts.close()
         if getattr(self, "wandb", None) is not None:
             self.wandb.finish()
-        distributed.shutdown()
+        distributed.shutdown(wait_for_others=ok)  # a failed rank must not wait for the others
 
 
 def _mean(xs: list[float]) -> float:
@@ -514,11 +514,13 @@ def _mean(xs: list[float]) -> float:
 def train_entry(run_dir: str, experiment: str, arm: str, config: dict) -> int:
     cfg = TrainConfig.model_validate(config)
     trainer = PPOTrainer(cfg, experiment, arm, run_dir)
+    ok = False
     try:
         trainer.setup()
         trainer.train()
+        ok = True
     finally:
-        trainer.cleanup()
+        trainer.cleanup(ok)
     return 0
 
 
