@@ -55,3 +55,22 @@ def test_incomplete_checkpoint_is_never_latest(orch_home, tmp_path):
     # a pointer naming a directory without trainer state is not trusted
     paths.latest_checkpoint_file("exp", "arm").write_text("epoch_9\n")
     assert checkpoint.latest("exp", "arm") is None
+
+
+def test_optimizer_state_is_keyed_by_parameter_name_and_old_checkpoints_still_load():
+    from orchestrator.train import distributed
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    named = distributed.optimizer_state(model, opt)
+    assert list(named["state"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert named["param_groups"][0]["params"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    for saved in (named, opt.state_dict()):  # ours, and torch's index-keyed one (checkpoints before it)
+        fresh = torch.optim.AdamW(model.parameters(), lr=0.1)
+        distributed.load_optimizer_state(model, fresh, saved)
+        for p in model.parameters():
+            assert torch.equal(fresh.state[p]["exp_avg"], opt.state[p]["exp_avg"])
+            assert torch.equal(fresh.state[p]["exp_avg_sq"], opt.state[p]["exp_avg_sq"])

@@ -240,6 +240,9 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load `optimizer_state`'s whole, name-keyed state: each rank keeps its own chunk."""
+    if all(isinstance(i, int) for g in state["param_groups"] for i in g["params"]):
+        optimizer.load_state_dict(state)  # torch's own index-keyed format (checkpoints of one unsharded learner)
+        return
     params = dict(model.named_parameters())
     index = {n: i for i, n in enumerate(n for g in state["param_groups"] for n in g["params"])}
     native_state = {}
