@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         registry = Registry() if paths.registry_file().exists() else None
         plan = make_plan(spec, executor, registry, args.force)
         print(describe(plan))
+        for note in spec.submit_notes():
+            print(f"  {note}")
         for stage, script in plan.scripts.items():
             print(f"\n# ---- stage {stage}: script sbatch would receive ----\n{script}", end="")
         print("\n(dry run: nothing submitted)")

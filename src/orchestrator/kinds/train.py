@@ -241,7 +241,21 @@ class TrainSpec(BaseSpec):
                 if cfg.wandb.enabled and cfg.wandb.mode != "disabled" else "W&B off"
             notes.append(f"arm {arm}: metrics {paths.run_dir(self.name, arm)}/metrics.jsonl; "
                          f"checkpoints {paths.arm_checkpoints_dir(self.name, arm)}; {where}")
+            notes.append(f"arm {arm}: {self._layout(cfg)}")
         return notes
+
+    def _layout(self, cfg: TrainConfig) -> str:
+        """Where the work runs: learners, their sharding and memory options, the rollout workers."""
+        r, t, ro = self.resources, cfg.trainer, cfg.rollout
+        learners, on_gpu = r.nodes * r.tasks_per_node, self.learner_gpus_per_node(cfg) > 0
+        opts = [x for x, on in (("FSDP2", learners > 1 or t.fsdp), ("bf16", t.mixed_precision == "bf16"),
+                                ("CPU offload", t.cpu_offload), ("gradient checkpointing", t.gradient_checkpointing))
+                if on]
+        where = f"{learners} learner(s) on {'a GPU each' if on_gpu else 'CPU'}" + (f" ({', '.join(opts)})" if opts else "")
+        if ro.workers == 0:
+            return f"{where}; rollouts in learner 0 ({ro.backend})"
+        return (f"{where}; {ro.workers} Ray rollout worker(s) ({ro.backend}, "
+                f"{ro.num_gpus:g} GPU / {ro.num_cpus:g} CPU each)")
 
     def plan(self) -> list[Stage]:
         stages = []
