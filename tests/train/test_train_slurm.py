@@ -52,13 +52,15 @@ def test_mtl_comparison_tiny_on_slurm(cli, slurm_home):
     assert [r for r in runs if r.endswith("mtl-e2e-baseline")] and [r for r in runs if r.endswith("mtl-e2e-pcgrad")], runs
 
 
-@pytest.mark.parametrize("how", ["scontrol", "usr2"])
+@pytest.mark.parametrize("how", ["scontrol", "usr2", "scontrol-2learners"])
 def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home, how):
     # Two identical arms; one is interrupted in the middle of its run, either requeued by hand
     # (`scontrol requeue`) or sent SLURM's pre-timeout/preemption signal USR2, on which submitit
-    # checkpoints and requeues the job itself.
+    # checkpoints and requeues the job itself. With two learners (one per node) the requeued job
+    # meets again at the same rendezvous and reloads both shards from the whole checkpoint.
     exp = f"mtl-requeue-{how}"
-    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", exp,
+    learners = ["--set", "resources.nodes=2", "--set", "resources.cpus_per_task=1"] if "2learners" in how else []
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "slurm", "--name", exp, *learners,
               "--set", "arms.pcgrad.mtl.enabled=false", "--set", "trainer.epochs=8", "--set", "trainer.test_freq=2",
               "--set", "trainer.save_freq=2", "--set", "trainer.keep_last=10", "--set", "early_stopping.enabled=false",
               "--set", "rollout.workers=0", "--set", "wandb.enabled=false")
@@ -70,12 +72,13 @@ def test_requeued_arm_resumes_to_the_same_result(cli, slurm_home, how):
         assert time.monotonic() < deadline, "no epoch-2 checkpoint"
         assert not (paths.run_dir(exp, "pcgrad") / "summary.json").exists(), "finished before requeue"
         time.sleep(0.2)
-    cmd = ["scontrol", "requeue", job] if how == "scontrol" else ["scancel", "--signal=USR2", job]
+    cmd = ["scontrol", "requeue", job] if how.startswith("scontrol") else ["scancel", "--signal=USR2", job]
     subprocess.run(cmd, check=True, capture_output=True)
     tasks = wait_final(exp, timeout=1200, interval=3)
     assert {t.state for t in tasks.values()} == {"COMPLETED"}, {r: (t.state, t.reason) for r, t in tasks.items()}
     requeued = summary(exp, "pcgrad")
     assert requeued["resumed_from"] is not None  # it really restarted from a checkpoint
+    assert requeued["learners"] == (2 if learners else 1)
     strip = lambda ls: [{k: v for k, v in x.items() if k not in VOLATILE} for x in ls]  # noqa: E731
     assert strip(lines(exp, "pcgrad")) == strip(lines(exp, "baseline"))
     from safetensors.torch import load_file
