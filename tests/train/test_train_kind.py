@@ -66,6 +66,8 @@ def test_bad_train_specs(override, message):
 def test_gpus_are_shared_out_between_learners_and_rollouts(overrides, message):
     with pytest.raises(SpecError, match=message):
         load_spec("mtl-comparison", overrides)
+    with pytest.raises(SpecError, match="learner has none"):
+        load_spec("mtl-comparison-tiny", ["rollout.backend=vllm", "rollout.workers=0"])
     # two learners (FSDP) on the two GPUs, rollouts sampling on CPU: valid
     stages = stages_of(load_spec("mtl-comparison", ["resources.tasks_per_node=2", "resources.cpus_per_task=16",
                                                     "rollout.num_gpus=0"]))
