@@ -183,8 +183,8 @@ def gather_full(t: torch.Tensor) -> torch.Tensor | None:
     dist.gather(padded, parts, dst=0)
     if rank != 0:
         return None
-    return torch.cat([p[:_chunk(t.shape[0], world, r)[1] - _chunk(t.shape[0], world, r)[0]]
-                      for r, p in enumerate(parts)]).to("cpu")
+    sizes = [end - start for start, end in (_chunk(t.shape[0], world, r) for r in range(world))]
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)]).to("cpu")
 
 
 def _set_full(target: torch.Tensor, full: torch.Tensor) -> None:
