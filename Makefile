@@ -2,12 +2,13 @@
 # make demo    the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint →
 #              report (SLURM when sbatch is found, else locally); prints the report's path
 # make test    the test suite (SLURM tests skip unless the test cluster is up)
+# make lint    ruff (lint + format check) over src/tests/benchmarks, mypy over core/ and executors/
 # make cluster start the two-node test SLURM on this machine (Debian; root)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast cluster cluster-down bench
+.PHONY: setup demo test test-fast lint cluster cluster-down bench
 
 setup: $(BIN)/orchestrate
 
@@ -24,6 +25,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slurm and not slow"

@@ -8,6 +8,7 @@
 
     python benchmarks/bench_inference.py [--n 64] [--batch-size 32] [--max-new-tokens 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,28 +30,37 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from orchestrator.backends import load_backend
-    from orchestrator.backends.base import Request
-    from orchestrator.infer import run_inference
-    from orchestrator.models import ModelConfig
-    from orchestrator.tasks import build_examples, load_task
-    from orchestrator.tiny import build_model
+    from orchestrator.generation.backends import load_backend
+    from orchestrator.generation.backends.base import Request
+    from orchestrator.generation.models import ModelConfig
+    from orchestrator.generation.tasks import build_examples, load_task
+    from orchestrator.generation.tiny import build_model
+    from orchestrator.kinds.inference.job import run_inference
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     tmp = Path(tempfile.mkdtemp(prefix="bench-infer-"))
     os.environ["ORCH_HOME"] = str(tmp)
     path = build_model(tmp / "tiny")
     model = ModelConfig(name="tiny", path=str(path))
-    rows = [{"id": f"q{i}", "question": f"what is item number {i}?" + " please" * (i % 4), "answers": [str(i)]}
-            for i in range(args.n)]
+    rows = [
+        {"id": f"q{i}", "question": f"what is item number {i}?" + " please" * (i % 4), "answers": [str(i)]}
+        for i in range(args.n)
+    ]
     data = tmp / "qa.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = load_task({"task": "qa", "dataset": {"data_files": str(data)},
-                      "generation": {"max_new_tokens": args.max_new_tokens, "stop": []}})
+    task = load_task(
+        {
+            "task": "qa",
+            "dataset": {"data_files": str(data)},
+            "generation": {"max_new_tokens": args.max_new_tokens, "stop": []},
+        }
+    )
     # the exact prompts run_inference sends (task template + chat template)
     tok = AutoTokenizer.from_pretrained(path)
-    prompts = [tok.apply_chat_template([{"role": "user", "content": ex["prompt"]}], tokenize=False,
-                                       add_generation_prompt=True) for ex in build_examples(task)]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": ex["prompt"]}], tokenize=False, add_generation_prompt=True)
+        for ex in build_examples(task)
+    ]
     reqs = [Request(id=str(i), prompt=p, max_new_tokens=args.max_new_tokens) for i, p in enumerate(prompts)]
 
     # 1. one at a time, plain transformers (the hand-made script)
@@ -75,23 +85,35 @@ def main() -> None:
 
     # 3. the whole layer: run_inference on the same task (model load excluded)
     t = time.perf_counter()
-    run_inference(run_dir=str(tmp / "run"), experiment="bench", model=model.model_dump(mode="json"),
-                  task=task.model_dump(mode="json"), batch_size=args.batch_size, device="cpu",
-                  wandb={"enabled": False})
+    run_inference(
+        run_dir=str(tmp / "run"),
+        experiment="bench",
+        model=model.model_dump(mode="json"),
+        task=task.model_dump(mode="json"),
+        batch_size=args.batch_size,
+        device="cpu",
+        wandb={"enabled": False},
+    )
     layer_total = time.perf_counter() - t
     summary = json.loads((tmp / "run" / "summary.json").read_text())
     layer_s = layer_total - summary["load_time_s"]
 
-    print(f"tiny model, {args.n} examples, max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"tiny model, {args.n} examples, max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     print(f"one at a time (plain transformers loop): {single_s:7.2f} s  {single_tokens / single_s:8.1f} tokens/s")
     print(f"batched (TransformersBackend):           {batched_s:7.2f} s  {batched_tokens / batched_s:8.1f} tokens/s")
-    print(f"run_inference (whole layer, no load):    {layer_s:7.2f} s  "
-          f"{summary['throughput_tokens_per_s']:8.1f} tokens/s (generation only)")
+    print(
+        f"run_inference (whole layer, no load):    {layer_s:7.2f} s  "
+        f"{summary['throughput_tokens_per_s']:8.1f} tokens/s (generation only)"
+    )
     ratio = (batched_tokens / batched_s) / (single_tokens / single_s)
     print(f"batched / one-at-a-time throughput: {ratio:.1f}x (target >= 5x)")
-    print(f"our layer's overhead over calling the backend directly: {100 * (layer_s / batched_s - 1):+.1f}% "
-          f"({layer_s - batched_s:+.2f} s for {args.n} examples)")
+    print(
+        f"our layer's overhead over calling the backend directly: {100 * (layer_s / batched_s - 1):+.1f}% "
+        f"({layer_s - batched_s:+.2f} s for {args.n} examples)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ cost of 10 % rate-limited requests (429 with Retry-After: 0.05) at num_workers =
 
     python benchmarks/bench_judge.py
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,19 @@ N, LATENCY_S = 400, 0.05
 
 
 def run(server: ChatServer, tmp: Path, workers: int, tag: str) -> tuple[float, dict]:
-    from orchestrator.judge import judge_run
+    from orchestrator.kinds.judge.job import judge_run
 
     preds = write_predictions(tmp / "in" / "predictions.jsonl", [prediction(i, correct=i % 2 == 0) for i in range(N)])
     run_dir = tmp / f"run-{tag}"
-    cfg = {"type": "llm", "base_url": server.url, "model": "judge", "api_key_env": "BENCH_JUDGE_KEY",
-           "num_workers": workers, "backoff_base_s": 0.05, "backoff_max_s": 1.0}
+    cfg = {
+        "type": "llm",
+        "base_url": server.url,
+        "model": "judge",
+        "api_key_env": "BENCH_JUDGE_KEY",
+        "num_workers": workers,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 1.0,
+    }
     t0 = time.perf_counter()
     judge_run(str(run_dir), "bench", str(preds), cfg)
     wall = time.perf_counter() - t0
@@ -48,17 +56,23 @@ def main() -> None:
             wall, summary = run(server, tmp, w, f"w{w}")
             base = base or wall
             assert summary["n"] == N
-            print(f"num_workers={w:3d}: {N / wall:7.1f} items/s  speed-up ×{base / wall:5.1f}  "
-                  f"(max in flight {server.max_in_flight})")
+            print(
+                f"num_workers={w:3d}: {N / wall:7.1f} items/s  speed-up ×{base / wall:5.1f}  "
+                f"(max in flight {server.max_in_flight})"
+            )
             server.max_in_flight = 0
     clean = wall_16 = None
     with ChatServer(delay_s=LATENCY_S) as server:
         clean, _ = run(server, tmp, 16, "clean16")
-    with ChatServer(delay_s=LATENCY_S, script=lambda c: (429, {"Retry-After": "0.05"}, {"error": {"message": "slow"}})
-                    if c.index % 10 == 0 else None) as server:
+    with ChatServer(
+        delay_s=LATENCY_S,
+        script=lambda c: (429, {"Retry-After": "0.05"}, {"error": {"message": "slow"}}) if c.index % 10 == 0 else None,
+    ) as server:
         wall_16, summary = run(server, tmp, 16, "limited16")
-    print(f"10% rate-limited at num_workers=16: {summary['retries']} retries, "
-          f"wall ×{wall_16 / clean:.2f} of the clean run, all {summary['n']} judged once")
+    print(
+        f"10% rate-limited at num_workers=16: {summary['retries']} retries, "
+        f"wall ×{wall_16 / clean:.2f} of the clean run, all {summary['n']} judged once"
+    )
 
 
 if __name__ == "__main__":

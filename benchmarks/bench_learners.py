@@ -5,6 +5,7 @@ is left of the ideal 2x. Both runs use one CPU thread per learner, so 2 learners
 
     python benchmarks/bench_learners.py [--hidden 256 --layers 4 --batch 32 --repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,10 @@ from pathlib import Path
 
 STEP = """
 import json, statistics, sys, time, torch
-from orchestrator.kinds.train import TrainConfig
-from orchestrator.train import distributed
-from orchestrator.train.recipe import PPOTrainer
-from orchestrator.train.rollout import Request
+from orchestrator.kinds.train.spec import TrainConfig
+from orchestrator.kinds.train import distributed
+from orchestrator.kinds.train.recipe import PPOTrainer
+from orchestrator.kinds.train.rollout import Request
 
 cfg, out, repeats = TrainConfig.model_validate(json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3])
 trainer = PPOTrainer(cfg, "bench", "arm", out)
@@ -48,14 +49,24 @@ trainer.cleanup()
 
 def run(cfg: dict, out: Path, learners: int, repeats: int) -> float:
     out.mkdir(parents=True)
-    env = {**os.environ, "ORCH_HOME": str(out / "home"), "SUBMITIT_LOCAL_NTASKS": str(learners),
-           "SUBMITIT_LOCAL_JOB_ID": str(os.getpid() + learners)}
+    env = {
+        **os.environ,
+        "ORCH_HOME": str(out / "home"),
+        "SUBMITIT_LOCAL_NTASKS": str(learners),
+        "SUBMITIT_LOCAL_JOB_ID": str(os.getpid() + learners),
+    }
     for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
         env.pop(k, None)
-    procs = [subprocess.Popen([sys.executable, "-c", STEP, json.dumps(cfg), str(out), str(repeats)],
-                              env={**env, "SUBMITIT_LOCAL_GLOBALID": str(r), "SUBMITIT_LOCAL_LOCALID": str(r)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for r in range(learners)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STEP, json.dumps(cfg), str(out), str(repeats)],
+            env={**env, "SUBMITIT_LOCAL_GLOBALID": str(r), "SUBMITIT_LOCAL_LOCALID": str(r)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(learners)
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
@@ -70,8 +81,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32, help="prompts (x4 responses)")
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
-    from orchestrator.tiny import build_model
-    from orchestrator.train.data import write_synthetic
+    from orchestrator.generation.tiny import build_model
+    from orchestrator.kinds.train.data import write_synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -80,14 +91,21 @@ def main() -> int:
         for i, (d, reward) in enumerate((("arithmetic", "math"), ("copy", "exact"))):
             train, val = write_synthetic(d, work / "data", a.batch, 8, seed=i)
             domains[d] = {"train": str(train), "val": str(val), "reward": reward}
-        cfg = {"model": str(model), "domains": domains,
-               "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.001},
-               "trainer": {"batch_size": a.batch, "max_response_tokens": 8, "lr": 1e-4, "threads": 1},
-               "rollout": {"workers": 0, "threads": 1}, "mtl": {"enabled": True}, "wandb": {"enabled": False}}
+        cfg = {
+            "model": str(model),
+            "domains": domains,
+            "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.001},
+            "trainer": {"batch_size": a.batch, "max_response_tokens": 8, "lr": 1e-4, "threads": 1},
+            "rollout": {"workers": 0, "threads": 1},
+            "mtl": {"enabled": True},
+            "wandb": {"enabled": False},
+        }
         one = run(cfg, work / "one", 1, a.repeats)
         two = run(cfg, work / "two", 2, a.repeats)
-    print(f"PCGrad policy step, {a.batch * 4} responses, hidden {a.hidden} x {a.layers} layers: "
-          f"1 learner {one * 1e3:.0f} ms, 2 learners {two * 1e3:.0f} ms -> speedup {one / two:.2f}x (ideal 2x)")
+    print(
+        f"PCGrad policy step, {a.batch * 4} responses, hidden {a.hidden} x {a.layers} layers: "
+        f"1 learner {one * 1e3:.0f} ms, 2 learners {two * 1e3:.0f} ms -> speedup {one / two:.2f}x (ideal 2x)"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ their ratio, CLI start-up and which heavy modules the CLI imports (must be none)
 
     python benchmarks/bench_submit.py        (needs the test cluster: scripts/slurm-cluster.sh up)
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,21 @@ def main() -> None:
     shims = SchedulerShims()
     env = shims.env(ORCH_HOME=str(home))
     spec = home / "bench200.yaml"
-    spec.write_text("kind: command\nresources: {time: '5', mem: 50M}\narray_parallelism: 8\n"
-                    "stages:\n  eval:\n    run: ['true']\n    array: %s\n" % json.dumps([[str(i)] for i in range(N)]))
+    spec.write_text(
+        "kind: command\nresources: {time: '5', mem: 50M}\narray_parallelism: 8\n"
+        "stages:\n  eval:\n    run: ['true']\n    array: %s\n" % json.dumps([[str(i)] for i in range(N)])
+    )
 
     help_s = min(timed([*ORCHESTRATE, "--help"], env)[0] for _ in range(5))
     render_s, _ = timed([*ORCHESTRATE, "render", str(spec)], env)
     print(f"orchestrate --help: {help_s * 1000:.0f} ms (best of 5); render of {N} units: {render_s * 1000:.0f} ms")
-    for args in (["--help"], ["render", str(spec)], ["submit", str(spec), "--dry-run", "--executor", "local"],
-                 ["status"], ["list"]):
+    for args in (
+        ["--help"],
+        ["render", str(spec)],
+        ["submit", str(spec), "--dry-run", "--executor", "local"],
+        ["status"],
+        ["list"],
+    ):
         heavy = heavy_imports(args, env)
         print(f"heavy imports for `orchestrate {args[0]}`: {', '.join(heavy) or 'none'}")
         assert not heavy, f"orchestrate {args[0]} imports {heavy}"
@@ -45,8 +53,10 @@ def main() -> None:
     shims.reset()
     scripts = home / "loop"
     scripts.mkdir()
-    loop = (f"for i in $(seq 0 {N - 1}); do sbatch --parsable --time=5 --mem=50M -o /dev/null "
-            f"--job-name=loop$i --wrap true; done")
+    loop = (
+        f"for i in $(seq 0 {N - 1}); do sbatch --parsable --time=5 --mem=50M -o /dev/null "
+        f"--job-name=loop$i --wrap true; done"
+    )
     loop_s, out = timed(loop, env, shell=True)
     loop_calls = shims.calls("sbatch")
     subprocess.run(["scancel", *out.split()])

@@ -6,6 +6,7 @@
 
     python benchmarks/bench_train.py [--hidden 128 --layers 4 --repeats 10 --requests 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,21 +20,26 @@ from pathlib import Path
 
 def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
     os.environ["ORCH_HOME"] = str(work / "home")
-    from orchestrator.kinds.train import TrainConfig
-    from orchestrator.tiny import build_model
-    from orchestrator.train.data import write_synthetic
-    from orchestrator.train.recipe import PPOTrainer
+    from orchestrator.generation.tiny import build_model
+    from orchestrator.kinds.train.data import write_synthetic
+    from orchestrator.kinds.train.recipe import PPOTrainer
+    from orchestrator.kinds.train.spec import TrainConfig
 
     model = build_model(work / "model", hidden=hidden, layers=layers, heads=4)
     domains = {}
     for i, (d, reward) in enumerate((("arithmetic", "math"), ("copy", "exact"))):
         train, val = write_synthetic(d, work / "data", batch, 8, seed=i)
         domains[d] = {"train": str(train), "val": str(val), "reward": reward}
-    cfg = TrainConfig.model_validate({
-        "model": str(model), "domains": domains,
-        "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.001},
-        "trainer": {"batch_size": batch, "max_response_tokens": 8, "lr": 1e-4},
-        "rollout": {"workers": 0}, "wandb": {"enabled": False}})
+    cfg = TrainConfig.model_validate(
+        {
+            "model": str(model),
+            "domains": domains,
+            "algorithm": {"advantage": "grpo", "group_size": 4, "kl_coef": 0.001},
+            "trainer": {"batch_size": batch, "max_response_tokens": 8, "lr": 1e-4},
+            "rollout": {"workers": 0},
+            "wandb": {"enabled": False},
+        }
+    )
     trainer = PPOTrainer(cfg, "bench", "arm", work / "run")
     trainer.setup()
     return trainer, cfg
@@ -43,7 +49,7 @@ def bench_step(trainer, repeats: int) -> tuple[float, float]:
     """Median seconds of one policy update on one fixed batch: baseline vs PCGrad."""
     import torch
 
-    from orchestrator.train.rollout import Request
+    from orchestrator.kinds.train.rollout import Request
 
     half = trainer.cfg.trainer.batch_size // 2  # both domains in the batch
     examples = [e for d in trainer.domains for e in [x for x in trainer.train_data if x.domain == d][:half]]
@@ -69,11 +75,19 @@ def bench_step(trainer, repeats: int) -> tuple[float, float]:
 def bench_rollout(model_dir: str, n_requests: int, micro_batch: int) -> dict[int, float]:
     """Samples per second with 1 and 2 Ray rollout workers (1 CPU, 1 thread each), the same
     requests split between the workers, each generating `micro_batch` sequences at a time."""
-    from orchestrator.train.rollout import Request, Rollouts
+    from orchestrator.kinds.train.rollout import Request, Rollouts
 
-    requests = [Request("copy", [{"role": "user", "content": f"copy: {chr(97 + i % 8)}"}], "a", i) for i in range(n_requests)]
-    kwargs = dict(model_path=model_dir, rewards={"copy": "exact"}, max_new_tokens=16, temperature=1.0, threads=1,
-                  micro_batch=micro_batch)
+    requests = [
+        Request("copy", [{"role": "user", "content": f"copy: {chr(97 + i % 8)}"}], "a", i) for i in range(n_requests)
+    ]
+    kwargs = dict(
+        model_path=model_dir,
+        rewards={"copy": "exact"},
+        max_new_tokens=16,
+        temperature=1.0,
+        threads=1,
+        micro_batch=micro_batch,
+    )
     out = {}
     for n in (1, 2):
         r = Rollouts(n, kwargs, num_cpus=1)
@@ -102,15 +116,23 @@ def main() -> int:
         n_params = sum(p.numel() for p in trainer.policy.parameters())
         base, pc = bench_step(trainer, args.repeats)
         trainer.cleanup()
-        where = torch.cuda.get_device_name() if trainer.device == "cuda" else f"cpu, torch threads {torch.get_num_threads()}"
-        print(f"policy update, 2 domains, {args.batch * 4} responses, {n_params / 1e6:.2f}M params, {where}, "
-              f"cpus {os.cpu_count()}:")
+        where = (
+            torch.cuda.get_device_name()
+            if trainer.device == "cuda"
+            else f"cpu, torch threads {torch.get_num_threads()}"
+        )
+        print(
+            f"policy update, 2 domains, {args.batch * 4} responses, {n_params / 1e6:.2f}M params, {where}, "
+            f"cpus {os.cpu_count()}:"
+        )
         print(f"  baseline {base * 1000:.1f} ms, pcgrad {pc * 1000:.1f} ms -> ratio {pc / base:.2f} (target <= 1.3)")
         if args.skip_rollout:
             return 0
         rates = bench_rollout(cfg.model, args.requests, args.micro_batch)
-        print(f"rollout, {args.requests} requests x 16 tokens, micro-batch {args.micro_batch}: 1 worker {rates[1]:.1f} samples/s, "
-              f"2 workers {rates[2]:.1f} samples/s -> speed-up {rates[2] / rates[1]:.2f}x (target >= 1.7)")
+        print(
+            f"rollout, {args.requests} requests x 16 tokens, micro-batch {args.micro_batch}: 1 worker {rates[1]:.1f} samples/s, "
+            f"2 workers {rates[2]:.1f} samples/s -> speed-up {rates[2] / rates[1]:.2f}x (target >= 1.7)"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Helpers for benchmarks: count scheduler calls through PATH shims, time whole commands."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,13 @@ def timed(cmd: list[str] | str, env: dict | None = None, shell: bool = False) ->
 
 def heavy_imports(args: list[str], env: dict) -> list[str]:
     """Heavy modules a CLI invocation imports (python -X importtime)."""
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *args], env=env,
-                         capture_output=True, text=True, cwd=REPO)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "orchestrator", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     heavy = ("torch", "transformers", "ray", "vllm", "wandb")
     found = set()
     for line in res.stderr.splitlines():

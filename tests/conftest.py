@@ -3,6 +3,7 @@
 Tests marked `slurm` run against the real local cluster (scripts/slurm-cluster.sh up). They
 skip with a reason when it is absent, unless ORCH_REQUIRE_SLURM=1 (CI), where they fail.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,7 +68,9 @@ def _cluster_up() -> str | None:
         return f"sinfo failed: {e}"
     nodes = out.stdout.split()
     if out.returncode != 0 or "node1" not in nodes or "node2" not in nodes:
-        return f"test cluster not up (sinfo: {out.stdout.strip() or out.stderr.strip()}): run scripts/slurm-cluster.sh up"
+        return (
+            f"test cluster not up (sinfo: {out.stdout.strip() or out.stderr.strip()}): run scripts/slurm-cluster.sh up"
+        )
     return None
 
 
@@ -100,3 +103,23 @@ def slurm_home(orch_home):
 
 
 PYTHON = sys.executable
+
+
+# One tiny random-weight model built locally per session (generation and inference tests).
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    from orchestrator.generation.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("tiny") / "tiny-model")
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_path):
+    from orchestrator.generation.backends import load_backend
+    from orchestrator.generation.models import ModelConfig
+
+    backend = load_backend("transformers", ModelConfig(name="tiny", path=str(tiny_model_path)), batch_size=4)
+    yield backend
+    backend.close()

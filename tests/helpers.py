@@ -1,11 +1,16 @@
 """Small helpers shared by the integration tests."""
+
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from orchestrator.monitor import refresh
-from orchestrator.registry import Registry
+from orchestrator.core.monitor import refresh
+from orchestrator.core.registry import Registry
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"  # small data files in the real formats
 
 
 def wait_final(experiment: str, timeout: float = 180, interval: float = 0.5) -> dict[str, object]:

@@ -1,31 +1,32 @@
 """GPU paths: the transformers backend on CUDA and NVML hardware readings. They skip without a
 GPU (CI machines have none); run them on a GPU machine with `pytest tests/gpu`."""
+
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
+from helpers import FIXTURES
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "inference"
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
+
+FIX = FIXTURES / "inference"
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from orchestrator.tiny import build_model
+    from orchestrator.generation.tiny import build_model
 
     return build_model(tmp_path_factory.mktemp("tiny") / "tiny-model")
 
 
 def _generate(path, device):
-    from orchestrator.backends import load_backend
-    from orchestrator.backends.base import Request
-    from orchestrator.models import ModelConfig
+    from orchestrator.generation.backends import load_backend
+    from orchestrator.generation.backends.base import Request
+    from orchestrator.generation.models import ModelConfig
 
     backend = load_backend("transformers", ModelConfig(name="tiny", path=str(path)), batch_size=4, device=device)
     try:
@@ -45,7 +46,7 @@ def test_transformers_backend_on_cuda_matches_cpu(tiny):
 
 
 def test_nvml_readings_while_the_gpu_works():
-    from orchestrator.hardware import HardwareMonitor
+    from orchestrator.generation.hardware import HardwareMonitor
 
     x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     with HardwareMonitor(interval=0.2) as hw:
@@ -61,16 +62,24 @@ def test_nvml_readings_while_the_gpu_works():
 
 
 def test_inference_run_on_gpu_records_hardware(tiny, tmp_path, monkeypatch):
-    from orchestrator.infer import run_inference
-    from orchestrator.models import ModelConfig
-    from orchestrator.tasks import load_task
+    from orchestrator.generation.models import ModelConfig
+    from orchestrator.generation.tasks import load_task
+    from orchestrator.kinds.inference.job import run_inference
 
     monkeypatch.setenv("ORCH_HOME", str(tmp_path))
     task = load_task({"task": "coqa", "dataset": {"data_files": str(FIX / "coqa-dev.json")}})
-    assert run_inference(run_dir=str(tmp_path / "run"), experiment="gpu",
-                         model=ModelConfig(name="tiny", path=str(tiny)).model_dump(mode="json"),
-                         task=task.model_dump(mode="json"), batch_size=4, device="cuda",
-                         wandb={"enabled": False}) == 0
+    assert (
+        run_inference(
+            run_dir=str(tmp_path / "run"),
+            experiment="gpu",
+            model=ModelConfig(name="tiny", path=str(tiny)).model_dump(mode="json"),
+            task=task.model_dump(mode="json"),
+            batch_size=4,
+            device="cuda",
+            wandb={"enabled": False},
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     print(json.dumps(summary["hardware"]), summary["throughput_tokens_per_s"])
     assert "NVIDIA" in summary["hardware"]["gpu_name"] and summary["hardware"]["energy_wh"] is not None

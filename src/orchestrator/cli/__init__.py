@@ -3,13 +3,14 @@
 Subcommand modules are imported only when chosen, so `--help`, `render`, `submit`, `status`
 and `logs` start fast and never import torch, transformers, ray, vllm or wandb.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-from ..errors import SchedulerError, UserError
+from orchestrator.core.errors import SchedulerError, UserError
 
 COMMANDS = {
     "demo": "the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint → report",
@@ -29,13 +30,21 @@ COMMANDS = {
 
 def spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec name in jobs/ (e.g. mtl-comparison) or a YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override any spec key (validated like the file)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any spec key (validated like the file)",
+    )
     p.add_argument("--name", help="experiment name (default: the spec's name)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report")
+    parser = argparse.ArgumentParser(
+        prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

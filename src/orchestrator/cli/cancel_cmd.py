@@ -8,13 +8,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..monitor import refresh
-    from ..registry import Registry
-    from ..submit import cancel_job
+    from orchestrator.core.errors import UserError
+    from orchestrator.core.monitor import refresh
+    from orchestrator.core.registry import Registry
+    from orchestrator.core.submit import cancel_job
 
     reg = Registry()
-    tasks = [t for t in refresh(reg, args.target) if not t.final] or [t for t in reg.find_job(args.target) if not t.final]
+    tasks = [t for t in refresh(reg, args.target) if not t.final] or [
+        t for t in reg.find_job(args.target) if not t.final
+    ]
     if not tasks and not reg.find_job(args.target) and not reg.tasks(args.target):
         raise UserError(f"{args.target!r} is neither a tracked experiment nor a job id")
     jobs = sorted({(t.key if "_" in args.target else t.scheduler_id, t.executor) for t in tasks})

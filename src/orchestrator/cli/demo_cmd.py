@@ -1,5 +1,6 @@
 """`orchestrate demo`: the whole chain on a tiny model, as a user would type it —
 train both arms (baseline vs PCGrad) → evaluate every checkpoint → report."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,22 +15,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from .. import paths
-    from ..submit import choose_executor
-    from . import main
+    from orchestrator.cli import main
+    from orchestrator.core import paths
+    from orchestrator.core.submit import choose_executor
 
     executor = choose_executor(args.executor)
     exp, start = args.name, time.monotonic()
     force = ["--force"] if args.force else []
     data_root = paths.run_dir(exp, "prepare") / "data"
     steps = [
-        ("1/3 train the tiny model, baseline and PCGrad arms",
-         [["submit", "mtl-comparison-tiny", "--name", exp, "--executor", executor, *force,
-           # a checkpoint every 4 epochs, all kept: an evolution curve worth plotting
-           "--set", "trainer.save_freq=4", "--set", "trainer.keep_last=5"], ["wait", exp]]),
-        ("2/3 evaluate every checkpoint of both arms",
-         [["eval-evolution", exp, "--suite", "demo", "--data-root", str(data_root), "--executor", executor,
-           "--set", "array_parallelism=2", *force], ["wait", f"{exp}-eval"]]),
+        (
+            "1/3 train the tiny model, baseline and PCGrad arms",
+            [
+                [
+                    "submit",
+                    "mtl-comparison-tiny",
+                    "--name",
+                    exp,
+                    "--executor",
+                    executor,
+                    *force,
+                    # a checkpoint every 4 epochs, all kept: an evolution curve worth plotting
+                    "--set",
+                    "trainer.save_freq=4",
+                    "--set",
+                    "trainer.keep_last=5",
+                ],
+                ["wait", exp],
+            ],
+        ),
+        (
+            "2/3 evaluate every checkpoint of both arms",
+            [
+                [
+                    "eval-evolution",
+                    exp,
+                    "--suite",
+                    "demo",
+                    "--data-root",
+                    str(data_root),
+                    "--executor",
+                    executor,
+                    "--set",
+                    "array_parallelism=2",
+                    *force,
+                ],
+                ["wait", f"{exp}-eval"],
+            ],
+        ),
         ("3/3 write the comparison report", [["report", exp]]),
     ]
     for title, commands in steps:
@@ -40,5 +73,7 @@ def run(args: argparse.Namespace) -> int:
             if code != 0:
                 print(f"demo stopped: `orchestrate {argv[0]}` exited {code} (see orchestrate status {exp})")
                 return code
-    print(f"\ndemo finished in {time.monotonic() - start:.0f}s; report: {paths.experiment_dir(exp) / 'report' / 'report.md'}")
+    print(
+        f"\ndemo finished in {time.monotonic() - start:.0f}s; report: {paths.experiment_dir(exp) / 'report' / 'report.md'}"
+    )
     return 0

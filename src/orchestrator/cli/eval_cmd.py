@@ -1,4 +1,5 @@
 """`orchestrate eval EXPERIMENT`: the latest and best checkpoint of each arm on a suite."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,28 +10,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="reasoning", help="suite name (jobs/suites/, built-in) or YAML path")
     p.add_argument("--tasks", help="comma-separated task or domain names (default: the whole suite)")
     p.add_argument("--arms", help="comma-separated arms (default: every arm)")
-    p.add_argument("--data-root", help="directory of the suite's data files (default: the suite's data_root, "
-                                       "else $ORCH_EVAL_DATA, else ORCH_HOME/data/eval)")
+    p.add_argument(
+        "--data-root",
+        help="directory of the suite's data files (default: the suite's data_root, "
+        "else $ORCH_EVAL_DATA, else ORCH_HOME/data/eval)",
+    )
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     p.add_argument("--tensor-parallel", type=int, default=1, help="GPUs per model (vLLM tensor parallelism)")
     p.add_argument("--limit", type=int, help="at most this many examples per task")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="any eval spec key, e.g. resources.gpus_per_node=1 or batch_size=16")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="any eval spec key, e.g. resources.gpus_per_node=1 or batch_size=16",
+    )
     p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
     p.add_argument("--dry-run", action="store_true", help="print the plan; submit nothing")
-    p.add_argument("--force", action="store_true", help="resubmit units the registry has as pending, running or completed")
+    p.add_argument(
+        "--force", action="store_true", help="resubmit units the registry has as pending, running or completed"
+    )
 
 
 def build_spec(args: argparse.Namespace, checkpoints: str):
-    from ..errors import SpecError
-    from ..kinds.eval import EvalSpec
-    from ..spec import _control_chars, apply_override, format_validation_error
     from pydantic import ValidationError
 
+    from orchestrator.core.errors import SpecError
+    from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
+    from orchestrator.kinds.eval.spec import EvalSpec
+
     shown = f"orchestrate eval {args.experiment}"
-    data = {"kind": "eval", "experiment": args.experiment, "suite": args.suite, "checkpoints": checkpoints,
-            "backend": args.backend, "tensor_parallel_size": args.tensor_parallel,
-            "tasks": [t for t in (args.tasks or "").split(",") if t], "arms": [a for a in (args.arms or "").split(",") if a]}
+    data = {
+        "kind": "eval",
+        "experiment": args.experiment,
+        "suite": args.suite,
+        "checkpoints": checkpoints,
+        "backend": args.backend,
+        "tensor_parallel_size": args.tensor_parallel,
+        "tasks": [t for t in (args.tasks or "").split(",") if t],
+        "arms": [a for a in (args.arms or "").split(",") if a],
+    }
     for key in ("data_root", "limit"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
@@ -46,10 +66,10 @@ def build_spec(args: argparse.Namespace, checkpoints: str):
 
 
 def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
-    from .. import paths
-    from ..registry import Registry
-    from ..submit import choose_executor, describe, make_plan, submit
-    from .submit_cmd import report_submitted
+    from orchestrator.cli.submit_cmd import report_submitted
+    from orchestrator.core import paths
+    from orchestrator.core.registry import Registry
+    from orchestrator.core.submit import choose_executor, describe, make_plan, submit
 
     spec = build_spec(args, checkpoints)
     executor = choose_executor(args.executor)

@@ -8,10 +8,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import paths
-    from ..errors import SpecError
-    from ..registry import Registry
-    from ..spec import _load_with_includes
+    from orchestrator.core import paths
+    from orchestrator.core.errors import SpecError
+    from orchestrator.core.registry import Registry
+    from orchestrator.core.spec import _load_with_includes
 
     print(f"specs in {paths.JOBS_DIR}:")
     for f in sorted(paths.JOBS_DIR.glob("*.y*ml")):

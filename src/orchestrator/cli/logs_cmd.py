@@ -14,9 +14,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .. import paths
-    from ..errors import UserError
-    from ..registry import Registry
+    from orchestrator.core import paths
+    from orchestrator.core.errors import UserError
+    from orchestrator.core.registry import Registry
 
     reg = Registry()
     if "/" in args.job:
@@ -27,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:
         raise UserError(f"no tracked job {args.job!r}: see `orchestrate status` for ids")
     if len(tasks) > 1:
-        print(f"# {args.job} is an array of {len(tasks)}; showing task {tasks[0].key} (ask for e.g. {tasks[-1].key})",
-              file=sys.stderr)
+        print(
+            f"# {args.job} is an array of {len(tasks)}; showing task {tasks[0].key} (ask for e.g. {tasks[-1].key})",
+            file=sys.stderr,
+        )
     task = tasks[0]
     log = paths.job_log(Path(task.folder), task.key, stream="err" if args.err else "out")
     pos = 0
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"log {log} does not exist yet (state: {task.state})")
         if not args.follow:
             return 0
-        from ..monitor import refresh
+        from orchestrator.core.monitor import refresh
 
         states = {t.run: t for t in refresh(reg, task.experiment)}
         if states[task.run].final:

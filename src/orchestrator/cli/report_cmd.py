@@ -6,11 +6,19 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment name (its results under logs/<experiment>/)")
     p.add_argument("--out", help="output directory (default: logs/<experiment>/report/)")
-    p.add_argument("--format", choices=("md", "csv", "json"), default="md",
-                   help="md: report.md with plots and the table as CSV/JSON (default); csv/json: only the table")
+    p.add_argument(
+        "--format",
+        choices=("md", "csv", "json"),
+        default="md",
+        help="md: report.md with plots and the table as CSV/JSON (default); csv/json: only the table",
+    )
     p.add_argument("--baseline", help="arm the others are compared with (default: 'baseline', else the first arm)")
-    p.add_argument("--overfit-threshold", type=float, default=0.02,
-                   help="flag overfitting when the last checkpoint is this much below the best (metric units)")
+    p.add_argument(
+        "--overfit-threshold",
+        type=float,
+        default=0.02,
+        help="flag overfitting when the last checkpoint is this much below the best (metric units)",
+    )
     p.add_argument("--no-refresh", action="store_true", help="use the registry as is (no squeue/sacct call)")
 
 
@@ -18,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from .. import paths
-    from ..report import Options, write_report
-    from ..results import collect, write_atomic
+    from orchestrator.core import paths
+    from orchestrator.reporting.report import Options, write_report
+    from orchestrator.reporting.results import collect, write_atomic
 
     res = collect(args.experiment, refresh=not args.no_refresh)
     out = Path(args.out) if args.out else paths.report_dir(args.experiment)

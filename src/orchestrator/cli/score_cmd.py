@@ -4,11 +4,17 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True,
-                   help="task or scorer: coqa, qa (squad), boolq, medqa (mcq), math, exact, weighted, module:function")
-    p.add_argument("--predictions", required=True,
-                   help="predictions.jsonl/results.json, CoQA's [{id, turn_id, answer}], SQuAD-style {id: answer}, "
-                        "or weighted rows")
+    p.add_argument(
+        "--task",
+        required=True,
+        help="task or scorer: coqa, qa (squad), boolq, medqa (mcq), math, exact, weighted, module:function",
+    )
+    p.add_argument(
+        "--predictions",
+        required=True,
+        help="predictions.jsonl/results.json, CoQA's [{id, turn_id, answer}], SQuAD-style {id: answer}, "
+        "or weighted rows",
+    )
     p.add_argument("--gold", help="gold file: CoQA dataset JSON, SQuAD JSON, rows of {id, answers}, weighted rows")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -17,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..offline_score import score_file
+    from orchestrator.scoring.offline import score_file
 
     result = score_file(args.task, Path(args.predictions), Path(args.gold) if args.gold else None)
     if args.json:

@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def snapshot(experiment: str | None) -> list[dict]:
     """One refresh → one record per job (array tasks summarised, failures with their log tail)."""
-    from ..monitor import log_tail, progress, refresh
-    from ..registry import Registry
+    from orchestrator.core.monitor import log_tail, progress, refresh
+    from orchestrator.core.registry import Registry
 
     tasks = refresh(Registry(), experiment)
     jobs: dict[tuple, list] = {}
@@ -24,16 +24,39 @@ def snapshot(experiment: str | None) -> list[dict]:
     for (exp, stage, job_id, _), ts in jobs.items():
         c = progress(ts)
         states = {t.state for t in ts}
-        state = ts[0].state if len(states) == 1 else (
-            "RUNNING" if c["running"] else "PENDING" if c["pending"] else "FAILED")
-        out.append({
-            "experiment": exp, "stage": stage, "job_id": job_id, "executor": ts[0].executor, "state": state,
-            "progress": {k: c[k] for k in ("done", "running", "pending", "failed", "total")},
-            "tasks": [{"task": t.task, "key": t.key, "run": t.run, "state": t.state, "exit_code": t.exit_code,
-                       "reason": t.reason, "node": t.node, "log": str(t.log),
-                       **({"log_tail": log_tail(t)} if t.state not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED") else {})}
-                      for t in ts],
-        })
+        state = (
+            ts[0].state
+            if len(states) == 1
+            else ("RUNNING" if c["running"] else "PENDING" if c["pending"] else "FAILED")
+        )
+        out.append(
+            {
+                "experiment": exp,
+                "stage": stage,
+                "job_id": job_id,
+                "executor": ts[0].executor,
+                "state": state,
+                "progress": {k: c[k] for k in ("done", "running", "pending", "failed", "total")},
+                "tasks": [
+                    {
+                        "task": t.task,
+                        "key": t.key,
+                        "run": t.run,
+                        "state": t.state,
+                        "exit_code": t.exit_code,
+                        "reason": t.reason,
+                        "node": t.node,
+                        "log": str(t.log),
+                        **(
+                            {"log_tail": log_tail(t)}
+                            if t.state not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")
+                            else {}
+                        ),
+                    }
+                    for t in ts
+                ],
+            }
+        )
     return out
 
 
@@ -46,11 +69,20 @@ def table(records: list[dict]):
     for r in records:
         p = r["progress"]
         failed = [x for x in r["tasks"] if x["state"] not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")]
-        detail = f"{failed[0]['run']}: {failed[0]['reason'] or failed[0]['state']}" if failed else (
-            r["tasks"][0]["reason"] or "")
+        detail = (
+            f"{failed[0]['run']}: {failed[0]['reason'] or failed[0]['state']}"
+            if failed
+            else (r["tasks"][0]["reason"] or "")
+        )
         color = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(r["state"], "red")
-        t.add_row(r["experiment"], r["stage"], r["job_id"], f"[{color}]{r['state']}[/]",
-                  f"{p['done']}/{p['running']}/{p['failed']}/{p['total']}", detail or "")
+        t.add_row(
+            r["experiment"],
+            r["stage"],
+            r["job_id"],
+            f"[{color}]{r['state']}[/]",
+            f"{p['done']}/{p['running']}/{p['failed']}/{p['total']}",
+            detail or "",
+        )
     return t
 
 
@@ -63,8 +95,15 @@ def runs_table(records: list[dict]):
     for r in records:
         for x in r["tasks"]:
             color = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(x["state"], "red")
-            t.add_row(r["experiment"], x["run"], x["key"], f"[{color}]{x['state']}[/]",
-                      "" if x["exit_code"] is None else str(x["exit_code"]), x["node"] or "", x["reason"] or "")
+            t.add_row(
+                r["experiment"],
+                x["run"],
+                x["key"],
+                f"[{color}]{x['state']}[/]",
+                "" if x["exit_code"] is None else str(x["exit_code"]),
+                x["node"] or "",
+                x["reason"] or "",
+            )
     return t
 
 
@@ -98,5 +137,7 @@ def run(args: argparse.Namespace) -> int:
     for r in records:
         for x in r["tasks"]:
             if x.get("log_tail"):
-                console.print(f"[red]{x['key']} ({x['run']}) {x['state']}[/]: {x['reason'] or ''}\n{x['log_tail']}", markup=False)
+                console.print(
+                    f"[red]{x['key']} ({x['run']}) {x['state']}[/]: {x['reason'] or ''}\n{x['log_tail']}", markup=False
+                )
     return 0

@@ -4,7 +4,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from . import spec_arguments
+    from orchestrator.cli import spec_arguments
 
     spec_arguments(p)
     p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
@@ -13,14 +13,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import Registry
-    from ..spec import load_spec
-    from ..submit import choose_executor, describe, make_plan, submit
+    from orchestrator.core.registry import Registry
+    from orchestrator.core.spec import load_spec
+    from orchestrator.core.submit import choose_executor, describe, make_plan, submit
 
     spec = load_spec(args.spec, args.overrides, args.name)
     executor = choose_executor(args.executor)
     if args.dry_run:
-        from .. import paths
+        from orchestrator.core import paths
 
         registry = Registry() if paths.registry_file().exists() else None
         plan = make_plan(spec, executor, registry, args.force)
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
 def report_submitted(spec, executor: str, submitted: list) -> None:
     """What was submitted (job ids, arrays), the kind's notes, and how to follow it."""
     if not submitted:
-        print(f"experiment {spec.name}: nothing to submit (every unit is pending, running or completed; --force resubmits)")
+        print(
+            f"experiment {spec.name}: nothing to submit (every unit is pending, running or completed; --force resubmits)"
+        )
         return
     print(f"experiment {spec.name} ({executor})")
     for s in submitted:
@@ -48,4 +50,6 @@ def report_submitted(spec, executor: str, submitted: list) -> None:
     for note in spec.submit_notes():
         print(f"  {note}")
     first = submitted[0].job_id + ("_0" if len(submitted[0].runs) > 1 else "")
-    print(f"follow with: orchestrate status {spec.name}   |   orchestrate logs {first}   |   orchestrate wait {spec.name}")
+    print(
+        f"follow with: orchestrate status {spec.name}   |   orchestrate logs {first}   |   orchestrate wait {spec.name}"
+    )

@@ -12,9 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..errors import UserError
-    from ..monitor import progress, refresh
-    from ..registry import Registry
+    from orchestrator.core.errors import UserError
+    from orchestrator.core.monitor import progress, refresh
+    from orchestrator.core.registry import Registry
 
     reg = Registry()
     start, last = time.monotonic(), None

@@ -1,0 +1,140 @@
+"""How every result file is written and read: the one implementation of each.
+
+- `write_atomic` / `write_json_atomic`: temp file in the same directory, fsync, rename, fsync of
+  the directory. A reader sees the old file or the new one, never a mix; a kill leaves no file.
+- `append_jsonl`: a batch of JSON lines in ONE write, then fsync. A kill mid-write can leave a torn
+  last line and nothing else.
+- `read_jsonl`: the one rule for a torn last line: a last line without its newline was never
+  finished, so it is not a record. A writer about to append again passes `repair=True`, which
+  cuts it off the file so the next batch starts on a fresh line. A complete line that is not a
+  JSON object is damage someone should look at: `JsonlContent.bad_lines` lists it.
+- `SCHEMA_VERSION`: the version every result file carries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def jsonable(x: Any) -> Any:
+    """json.dumps default: numpy/torch scalars and arrays, paths, sets."""
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, (set, frozenset)):
+        return sorted(x)
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace `path` with `data` all at once (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def dumps(data: Any, indent: int | None = 2) -> str:
+    return json.dumps(data, indent=indent, ensure_ascii=False, default=jsonable)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, dumps(data) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Append records as JSON lines with one write, then fsync: the batch is on disk or not
+    started (a kill mid-write leaves at most a torn last line). Returns how many were written."""
+    lines = [json.dumps(r, ensure_ascii=False, default=jsonable) + "\n" for r in records]
+    if not lines:
+        return 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview("".join(lines).encode())
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(lines)
+
+
+@dataclass
+class JsonlContent:
+    records: list[dict] = field(default_factory=list)
+    torn: bool = False  # the last line had no newline: a write that never finished
+    bad_lines: list[int] = field(default_factory=list)  # complete lines that are not JSON objects
+
+
+def read_jsonl(path: Path, repair: bool = False) -> JsonlContent:
+    """The records of a JSON-lines file (see the module docstring for the torn-line rule)."""
+    path = Path(path)
+    out = JsonlContent()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        out.torn = True
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+    for i, line in enumerate(data[:end].split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            out.records.append(rec)
+        else:
+            out.bad_lines.append(i)
+    return out
+
+
+def first_by_id(records: Iterable[dict], key: str = "id") -> list[dict]:
+    """One record per id, the first written (a resumed writer never rewrites a finished one)."""
+    seen, out = set(), []
+    for r in records:
+        if r.get(key) not in seen:
+            seen.add(r.get(key))
+            out.append(r)
+    return out

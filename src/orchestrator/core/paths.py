@@ -1,0 +1,189 @@
+"""The one place that names every directory and file the orchestrator reads or writes.
+
+Layout under ORCH_HOME (default: the repository root, or the current directory):
+
+    logs/registry.sqlite                      experiment registry
+    logs/<experiment>/<run>/                  one unit of work: its results and status.json
+    logs/<experiment>/_jobs/<stage>/          one submission: scripts, scheduler logs, pickles
+    logs/<experiment>/.submit.lock            serialises submissions of one experiment
+    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/orchestrator
+REPO_ROOT = PACKAGE_DIR.parent.parent  # src/orchestrator -> repo (editable installs)
+JOBS_DIR = Path(os.environ.get("ORCH_JOBS", REPO_ROOT / "jobs"))
+
+STATUS_FILE = "status.json"
+
+
+def templates_dir() -> Path:
+    """jinja2 templates of the scripts sbatch receives; ORCH_TEMPLATES points to your own."""
+    return Path(os.environ.get("ORCH_TEMPLATES", REPO_ROOT / "templates"))
+
+
+def home() -> Path:
+    """ORCH_HOME holds all state; tests and users point it elsewhere."""
+    return Path(os.environ.get("ORCH_HOME", REPO_ROOT)).resolve()
+
+
+def logs_dir() -> Path:
+    return home() / "logs"
+
+
+def checkpoints_dir() -> Path:
+    return home() / "checkpoints"
+
+
+def registry_file() -> Path:
+    return logs_dir() / "registry.sqlite"
+
+
+def experiment_dir(experiment: str) -> Path:
+    return logs_dir() / experiment
+
+
+def run_dir(experiment: str, run: str) -> Path:
+    return experiment_dir(experiment) / run
+
+
+def status_file(experiment: str, run: str) -> Path:
+    return run_dir(experiment, run) / STATUS_FILE
+
+
+def stage_dir(experiment: str, stage: str) -> Path:
+    """submitit's folder for one submission of a stage (one sbatch call)."""
+    return experiment_dir(experiment) / "_jobs" / stage
+
+
+def submit_lock(experiment: str) -> Path:
+    return experiment_dir(experiment) / ".submit.lock"
+
+
+# submitit names its per-job files itself (submitit.core.utils.JobPaths); these mirror it so that
+# the rendered script, the monitor and `orchestrate logs` agree with what submitit writes.
+def stdout_pattern(stage_folder: Path, array: bool) -> str:
+    return str(stage_folder / ("%A_%a_%t_log.out" if array else "%j_%t_log.out"))
+
+
+def stderr_pattern(stage_folder: Path, array: bool) -> str:
+    return str(stage_folder / ("%A_%a_%t_log.err" if array else "%j_%t_log.err"))
+
+
+def job_log(stage_folder: Path, job_id: str, task: int = 0, stream: str = "out") -> Path:
+    """Log of one job or array task ("123" or "123_4"), rank `task`."""
+    return stage_folder / f"{job_id}_{task}_log.{stream}"
+
+
+def submission_file(stage_folder: Path, job_id: str) -> Path:
+    return stage_folder / f"{job_id.split('_')[0]}_submission.sh"
+
+
+# Inference: model configs, task configs and a run's result files (docs/architecture.md).
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULTS_FILE = "results.json"
+SUMMARY_FILE = "summary.json"
+
+
+def models_dir() -> Path:
+    """One YAML file per model; ORCH_MODELS points to your own directory."""
+    return Path(os.environ.get("ORCH_MODELS", JOBS_DIR / "models"))
+
+
+def tasks_dirs() -> list[Path]:
+    """Task configs: your own (ORCH_TASKS, then jobs/tasks/) before the built-in ones."""
+    dirs = [Path(os.environ["ORCH_TASKS"])] if os.environ.get("ORCH_TASKS") else []
+    return [*dirs, JOBS_DIR / "tasks", PACKAGE_DIR / "generation" / "tasks"]
+
+
+def inference_run(model: str, task: str) -> str:
+    """Run name of one (model, task) inference unit: logs/<exp>/<model>__<task>/."""
+    return f"{model}__{task}"
+
+
+def wandb_dir() -> Path:
+    return logs_dir() / "wandb"
+
+
+# Judge runs: the graded, tagged predictions and their summary (docs/architecture.md).
+JUDGED_FILE = "judged.jsonl"
+JUDGE_SUMMARY_FILE = "judge_summary.json"
+
+
+def judge_server_log_prefix(stage_folder: Path) -> str:
+    """Log of a judge model server started inside a job's allocation: this prefix + '<job id>.log'."""
+    return str(stage_folder / "judge_server_")
+
+
+def ray_temp_root() -> Path:
+    """Where Ray keeps each job's (and each local run's) temp dir: short, since Ray's unix socket
+    paths under it are limited to 107 characters; ORCH_RAY_TMP overrides it."""
+    return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
+
+
+# Checkpoints and their evaluation (docs/architecture.md, "Checkpoints" and "Evaluation").
+CHECKPOINT_META = "meta.json"
+CHECKPOINT_LATEST = "latest"
+
+
+def arm_checkpoints_dir(experiment: str, arm: str) -> Path:
+    """checkpoints/<experiment>/<arm>/: one epoch_<N>/ per saved epoch, and `latest`."""
+    return checkpoints_dir() / experiment / arm
+
+
+def checkpoint_dir(experiment: str, arm: str, epoch: int) -> Path:
+    return arm_checkpoints_dir(experiment, arm) / f"epoch_{epoch}"
+
+
+def latest_checkpoint_file(experiment: str, arm: str) -> Path:
+    """Text file naming the newest complete checkpoint directory (replaced after it is written)."""
+    return arm_checkpoints_dir(experiment, arm) / CHECKPOINT_LATEST
+
+
+def best_checkpoint_file(experiment: str, arm: str) -> Path:
+    """Text file naming the checkpoint with the best early-stopping metric (kept by retention)."""
+    return arm_checkpoints_dir(experiment, arm) / "best"
+
+
+def suites_dirs() -> list[Path]:
+    """Evaluation suites: your own (ORCH_SUITES, then jobs/suites/) before the built-in ones."""
+    dirs = [Path(os.environ["ORCH_SUITES"])] if os.environ.get("ORCH_SUITES") else []
+    return [*dirs, JOBS_DIR / "suites", PACKAGE_DIR / "kinds" / "eval" / "suites"]
+
+
+def eval_data_root() -> Path:
+    """Where suite data files live when neither the suite nor the command names a root."""
+    return Path(os.environ.get("ORCH_EVAL_DATA", home() / "data" / "eval"))
+
+
+def eval_experiment(experiment: str) -> str:
+    """The experiment that evaluates a training experiment's checkpoints (its own registry rows)."""
+    return f"{experiment}-eval"
+
+
+def eval_result(experiment: str, arm: str, checkpoint: str, task: str) -> Path:
+    """logs/<experiment>/eval/<arm>/<checkpoint>/<task>.json (experiment = the training one)."""
+    return experiment_dir(experiment) / "eval" / arm / checkpoint / f"{task}.json"
+
+
+def eval_run(arm: str, checkpoint: str, task: str) -> str:
+    """Run name of one checkpoint × task unit of the eval experiment."""
+    return f"{arm}__{checkpoint}__{task}"
+
+
+# Training arm results and the experiment report (docs/architecture.md, docs/results-schema.md).
+METRICS_FILE = "metrics.jsonl"
+
+
+def eval_dir(experiment: str) -> Path:
+    """logs/<experiment>/eval/: one <arm>/<checkpoint>/<task>.json per evaluated task."""
+    return experiment_dir(experiment) / "eval"
+
+
+def report_dir(experiment: str) -> Path:
+    """logs/<experiment>/report/: report.md, its plots, and the results table (CSV/JSON)."""
+    return experiment_dir(experiment) / "report"

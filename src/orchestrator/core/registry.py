@@ -1,0 +1,178 @@
+"""Experiment registry (stdlib sqlite3 at logs/registry.sqlite): experiments, jobs, and one row
+per array task (= run), with script and log paths, states, exit codes and timestamps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core import paths
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY, kind TEXT, spec_path TEXT, spec_json TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scheduler_id TEXT NOT NULL,          -- sbatch job id, or the local controller's pid
+    executor TEXT NOT NULL,              -- slurm | local
+    experiment TEXT NOT NULL, stage TEXT NOT NULL,
+    folder TEXT NOT NULL, script TEXT,   -- submitit folder; rendered script (slurm)
+    n_tasks INTEGER NOT NULL, depends_on TEXT, submitted REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    job INTEGER NOT NULL REFERENCES jobs(id), task INTEGER NOT NULL,
+    experiment TEXT NOT NULL, run TEXT NOT NULL, outputs TEXT NOT NULL,
+    state TEXT NOT NULL, exit_code INTEGER, reason TEXT, node TEXT,
+    started REAL, ended REAL, updated REAL,
+    PRIMARY KEY (job, task));
+CREATE INDEX IF NOT EXISTS tasks_by_run ON tasks(experiment, run);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state);
+"""
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL"}
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED"}
+
+
+@dataclass
+class Task:
+    job: int
+    task: int
+    experiment: str
+    run: str
+    outputs: list[str]
+    state: str
+    exit_code: int | None
+    reason: str | None
+    node: str | None
+    started: float | None
+    ended: float | None
+    # from the job row
+    scheduler_id: str
+    executor: str
+    stage: str
+    folder: str
+    n_tasks: int
+
+    @property
+    def key(self) -> str:
+        """The scheduler's name for this task: '123' for a job, '123_4' for an array task."""
+        return f"{self.scheduler_id}_{self.task}" if self.n_tasks > 1 else self.scheduler_id
+
+    @property
+    def log(self) -> Path:
+        return paths.job_log(Path(self.folder), self.key)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Registry:
+    def __init__(self, path: Path | None = None):
+        self.path = path or paths.registry_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: one writer at a time, so two submits cannot both decide to submit."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def add_experiment(self, name: str, kind: str, spec_path: str, spec_json: str) -> None:
+        self.db.execute(
+            "INSERT INTO experiments VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+            "kind=excluded.kind, spec_path=excluded.spec_path, spec_json=excluded.spec_json",
+            (name, kind, spec_path, spec_json, time.time()),
+        )
+
+    def add_job(
+        self,
+        scheduler_id: str,
+        executor: str,
+        experiment: str,
+        stage: str,
+        folder: str,
+        script: str | None,
+        runs: list[tuple[str, list[str]]],
+        depends_on: list[str],
+    ) -> int:
+        now = time.time()
+        cur = self.db.execute(
+            "INSERT INTO jobs (scheduler_id, executor, experiment, stage, folder, script, n_tasks, depends_on, submitted)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (scheduler_id, executor, experiment, stage, folder, script, len(runs), ",".join(depends_on), now),
+        )
+        job = cur.lastrowid
+        self.db.executemany(
+            "INSERT INTO tasks (job, task, experiment, run, outputs, state, updated) VALUES (?,?,?,?,?,?,?)",
+            [(job, i, experiment, run, json.dumps(outs), "PENDING", now) for i, (run, outs) in enumerate(runs)],
+        )
+        return job
+
+    _TASKS = (
+        "SELECT t.*, j.scheduler_id, j.executor, j.stage, j.folder, j.n_tasks FROM tasks t JOIN jobs j ON j.id = t.job"
+    )
+
+    def tasks(self, experiment: str | None = None, only_open: bool = False, latest: bool = True) -> list[Task]:
+        """Tasks, newest submission per run when `latest` (a resubmitted run replaces its old row)."""
+        where, args = [], []
+        if experiment:
+            where.append("t.experiment = ?")
+            args.append(experiment)
+        if only_open:
+            where.append(f"t.state NOT IN ({','.join('?' * len(FINAL_STATES))})")
+            args += sorted(FINAL_STATES)
+        if latest:
+            where.append(
+                "t.job = (SELECT MAX(t2.job) FROM tasks t2 WHERE t2.experiment = t.experiment AND t2.run = t.run)"
+            )
+        sql = self._TASKS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY t.job, t.task"
+        return [self._task(r) for r in self.db.execute(sql, args)]
+
+    def find_job(self, ref: str) -> list[Task]:
+        """Tasks of a job given as '123', '123_4' (one array task) or a local pid."""
+        base, _, index = ref.partition("_")
+        rows = self.db.execute(
+            self._TASKS + " WHERE j.id = (SELECT MAX(id) FROM jobs WHERE scheduler_id = ?) ORDER BY t.task", (base,)
+        ).fetchall()
+        tasks = [self._task(r) for r in rows]
+        if index:
+            tasks = [t for t in tasks if str(t.task) == index]
+        return tasks
+
+    def update_tasks(self, updates: list[tuple[Task, dict]]) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            for t, fields in updates:
+                cols = ", ".join(f"{k} = ?" for k in fields)
+                db.execute(
+                    f"UPDATE tasks SET {cols}, updated = ? WHERE job = ? AND task = ?",
+                    (*fields.values(), now, t.job, t.task),
+                )
+
+    def experiments(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM experiments ORDER BY created").fetchall()
+
+    @staticmethod
+    def _task(r: sqlite3.Row) -> Task:
+        d = dict(r)
+        d["outputs"] = json.loads(d["outputs"])
+        d.pop("updated", None)
+        return Task(**d)

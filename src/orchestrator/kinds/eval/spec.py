@@ -1,0 +1,191 @@
+"""The `eval` kind: a training experiment's checkpoints × a suite's tasks.
+
+    kind: eval
+    experiment: mtl-comparison      # the training experiment (checkpoints/<experiment>/<arm>/)
+    suite: reasoning                # a suite name or YAML path (docs/suites.md)
+    checkpoints: all                # all (eval-evolution) | final (latest and best of each arm)
+    tasks: [math, humaneval]        # task or domain names; empty = the whole suite
+
+The eval experiment is named `<experiment>-eval` (its own registry rows, so `status`, `wait`
+and `logs` follow it), while results go beside the training logs:
+logs/<experiment>/eval/<arm>/<checkpoint>/<task>.json. Units whose result already exists are
+left out. Units are grouped into one stage (one sbatch call, an array) per resource shape; units
+of an arm still training wait for its unit (afterok), so they land in a stage of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import Field
+
+from orchestrator.core import paths
+from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, deep_merge
+
+ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
+
+
+class EvalSpec(BaseSpec):
+    kind: str = "eval"
+    name: str = Field("", pattern=r"^$|" + NAME_RE)  # default: <experiment>-eval
+    experiment: str = Field(pattern=NAME_RE)
+    suite: str = "reasoning"
+    tasks: list[str] = Field(default_factory=list)
+    arms: list[str] = Field(default_factory=list)
+    checkpoints: Literal["all", "final"] = "final"
+    data_root: str | None = None
+    backend: Literal["transformers", "vllm"] = "transformers"
+    tensor_parallel_size: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)
+    limit: int | None = Field(None, ge=1)  # examples per task (quick looks)
+    best_metric: str = "val/reward_mean"  # meta.json metric that picks the best checkpoint
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", paths.eval_experiment(self.experiment))
+
+    # ---------------------------------------------------------------- planning
+
+    def plan(self) -> list[Stage]:
+        cached = getattr(self, "_stages", None)
+        if cached is None:
+            cached = self._plan()
+            object.__setattr__(self, "_stages", cached)
+        return cached
+
+    def _plan(self) -> list[Stage]:
+        from orchestrator.core.errors import UserError
+        from orchestrator.kinds.eval.discover import discover
+        from orchestrator.kinds.eval.suites import load_suite
+
+        suite = load_suite(self.suite, self.data_root)
+        tasks = suite.select(self.tasks)
+        missing = suite.missing_data(tasks)
+        if missing:
+            raise UserError(
+                f"suite {suite.name}: data files not found under the data root {suite.data_root} "
+                f"(set --data-root, the suite's data_root or ORCH_EVAL_DATA; formats in docs/suites.md):\n  "
+                + "\n  ".join(missing)
+            )
+        arms = discover(self.experiment, self.arms or None, self.best_metric)
+        config = {
+            "suite": suite.name,
+            "backend": self.backend,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "limit": self.limit,
+            "eval_experiment": self.name,
+        }
+        common = {
+            "train_experiment": self.experiment,
+            "suite": suite.source,
+            "data_root": str(suite.data_root),
+            "backend": self.backend,
+            "batch_size": self.batch_size,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "limit": self.limit,
+            "best_metric": self.best_metric,
+            "config": config,
+        }
+        skipped: list[str] = []
+        notes: list[str] = []
+        groups: dict[tuple[str, str], list[Unit]] = {}
+        shapes: dict[str, Resources] = {}
+        for arm in arms.values():
+            notes += [f"{arm.name}: {n}" for n in arm.notes]
+            wait = f"{self.experiment}/{arm.name}" if arm.training else ""
+            if self.checkpoints == "all":
+                names = [c.name for c in arm.checkpoints]
+                if arm.training:  # more checkpoints are coming: evaluate them once training ends
+                    names.append("pending")
+                    notes.append(
+                        f"{arm.name}: still training (job {arm.training}); its checkpoints written from "
+                        "now on are evaluated after it ends"
+                    )
+            elif arm.training:
+                names = ["final"]  # the latest and best are known only when training has ended
+                notes.append(
+                    f"{arm.name}: still training (job {arm.training}); latest and best evaluated after it ends"
+                )
+            else:
+                names = list(dict.fromkeys(c.name for c in (arm.latest, arm.best) if c is not None))
+            for ckpt in names:
+                for task in tasks:
+                    deferred = ckpt in ("final", "pending")
+                    result = paths.eval_result(self.experiment, arm.name, ckpt, task.name)
+                    if not deferred and result.exists():
+                        skipped.append(f"{arm.name}/{ckpt}/{task.name}")
+                        continue
+                    resources = self._resources(task.config.resources)
+                    key = resources.model_dump_json()
+                    shapes[key] = resources
+                    # A checkpoint that exists needs nothing; a deferred one waits for training.
+                    dep = wait if deferred else ""
+                    run = paths.eval_run(arm.name, ckpt, task.name)
+                    out = () if deferred else (self._relative_result(run, result),)
+                    groups.setdefault((key, dep), []).append(
+                        Unit(
+                            run=run,
+                            entry=ENTRY,
+                            args={**common, "arm": arm.name, "checkpoint": ckpt, "task": task.name},
+                            outputs=out,
+                        )
+                    )
+        object.__setattr__(self, "_skipped_results", skipped)
+        object.__setattr__(self, "_notes", notes)
+        object.__setattr__(self, "_arms", arms)
+        stages = []
+        for (key, dep), units in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            r = shapes[key]
+            digest = hashlib.sha1(f"{key}|{dep}".encode()).hexdigest()[:6]
+            name = f"eval-{r.cpus_per_task}c{r.gpus_per_node * r.nodes}g-{digest}"
+            stages.append(
+                Stage(
+                    name=name,
+                    resources=r,
+                    env=self.env,
+                    units=tuple(units),
+                    after_runs=(dep,) if dep else (),
+                    array_parallelism=self.array_parallelism,
+                )
+            )
+        return stages
+
+    def _resources(self, overrides: dict) -> Resources:
+        merged = deep_merge(self.resources.model_dump(), overrides)
+        if self.tensor_parallel_size > 1 and self.tensor_parallel_size > merged.get("gpus_per_node", 0):
+            merged["gpus_per_node"] = self.tensor_parallel_size  # one process drives TP GPUs of one node
+        return Resources.model_validate(merged)
+
+    def _relative_result(self, run: str, result) -> str:
+        """The result file as a path relative to the unit's run dir, so the runner and the
+        monitor check it like any declared output (it lives under the training experiment)."""
+        import os
+
+        return os.path.relpath(result, paths.run_dir(self.name, run))
+
+    def submit_notes(self) -> list[str]:
+        return [f"results in {paths.eval_dir(self.experiment)}"]
+
+    def plan_summary(self) -> str:
+        """What discovery found and what was left out, for --dry-run and submit output."""
+        self.plan()
+        lines = [f"checkpoints of {self.experiment} (looked in {paths.checkpoints_dir() / self.experiment}):"]
+        for arm in self._arms.values():
+            names = ", ".join(c.name for c in arm.checkpoints) or "none yet"
+            extra = [
+                f"latest {arm.latest.name}" if arm.latest else "",
+                f"best {arm.best.name}" if arm.best else "",
+                f"training as job {arm.training}" if arm.training else "",
+            ]
+            lines.append(f"  {arm.name}: {names}" + "".join(f"; {e}" for e in extra if e))
+        for n in self._notes:
+            lines.append(f"  note: {n}")
+        if self._skipped_results:
+            lines.append(
+                f"  {len(self._skipped_results)} unit(s) skipped, result exists: "
+                + ", ".join(self._skipped_results[:10])
+                + (" ..." if len(self._skipped_results) > 10 else "")
+            )
+        return "\n".join(lines)

@@ -1,0 +1,739 @@
+"""Run untrusted (LLM-generated) Python in a throw-away sandbox, and score code tasks with it.
+
+Layout of one run::
+
+    parent (this module, any thread)
+     └─ supervisor  `python -I -S sandbox.py CFG FD`, root, new session; sets up isolation
+         └─ ns-init   PID 1 of a new PID namespace; reaps everything; when it exits the kernel
+             │        kills whatever is left in the namespace
+             └─ program  `python -I main.py` as a throw-away uid, rlimited, in the work dir
+
+Containment, strongest first (each layer degrades on its own; `ExecResult.isolation` lists what
+applied to a run). As root:
+
+* unprivileged uid: every run gets its own uid from `UID_RANGE` (locked with flock, so parallel
+  runs and parallel processes never share one). This makes RLIMIT_NPROC bite (the kernel does not
+  enforce it for root), makes every root-owned file unwritable, and lets us kill "everything of
+  that uid" at the end. no_new_privs stops setuid binaries from handing root back.
+* mount namespace: the whole file system is re-mounted read-only for the program; the work dir is
+  a size-capped tmpfs (its only writable place besides a private /dev/shm), so world-writable
+  /tmp and /var/tmp are read-only too and nothing it writes reaches the disk.
+* network namespace: only a downed loopback device, so any connect() fails (ENETUNREACH).
+* PID namespace: the program sees (with a private /proc) and can signal only its own processes,
+  and killing ns-init tears all of them down, including ones that setsid()/double-fork.
+* rlimits: address space (memory), CPU seconds, processes, file size, open files, no core dumps.
+* wall-clock timeout enforced by the parent, which then kills the whole tree.
+
+Fallbacks, where namespaces are refused (e.g. a container's seccomp profile) or we are not root:
+
+* root without namespaces: the uid, rlimits and the uid sweep still hold, but world-writable
+  dirs (/tmp, /dev/shm) are writable, the network is blocked only by replacing `socket` in
+  Python (weak: ctypes/_posixsubprocess get around it), and the interpreter must be readable by
+  an unprivileged uid (else SandboxError; a pyenv under /root is not).
+* not root: an unprivileged user namespace gives net/ipc/pid isolation where the kernel allows
+  one, else the `socket` block; rlimits (NPROC counted on top of the caller's own processes);
+  killing the process group and, as a subreaper, every orphan. Writes are limited only by the
+  caller's own permissions.
+
+Only the standard library is used: this file doubles as the supervisor script, so it must not
+import from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+# The throw-away uids: far above any real account (and above the usual 100000+ subuid ranges).
+UID_BASE = 2_100_000_000
+UID_COUNT = 1024
+UID_RANGE = range(UID_BASE, UID_BASE + UID_COUNT)
+
+# Try namespaces at all (tests turn this off to exercise the fallback path).
+_NAMESPACES = True
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+
+# Fallback when no network namespace is possible: a weak, Python-level block.
+_NO_NET_PRELUDE = """\
+import runpy, socket, _socket, sys
+def _no_network(*args, **kwargs):
+    raise PermissionError("network access is disabled in this sandbox")
+for _m in (socket, _socket):
+    _m.socket = _m.socketpair = _no_network
+socket.create_connection = socket.create_server = socket.getaddrinfo = _no_network
+sys.argv = ["main.py"]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program in it): set-up error, interpreter unreachable."""
+
+
+@dataclass
+class ExecResult:
+    returncode: int  # negative: killed by that signal (subprocess convention)
+    stdout: str
+    stderr: str
+    timed_out: bool
+    memory_exceeded: bool  # heuristic: MemoryError / ENOMEM seen in stderr
+    duration_s: float
+    status: str  # "ok" (exit 0), "error" (exit != 0), "timeout", "killed" (by a signal, e.g. RLIMIT_CPU)
+    output_truncated: bool = False
+    isolation: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------------------------
+# Parent side
+# --------------------------------------------------------------------------------------------
+
+
+def run_program(
+    code: str,
+    *,
+    stdin: str = "",
+    timeout_s: float = 10,
+    memory_mb: int = 512,
+    cpu_s: int | None = None,
+    max_procs: int = 64,
+    max_output_bytes: int = 1_000_000,
+    disk_mb: int = 64,
+) -> ExecResult:
+    """Run `code` as `python -I main.py` in a fresh sandbox and return what happened.
+
+    `disk_mb` caps each file (RLIMIT_FSIZE) and, with a mount namespace, the whole work dir.
+    Raises SandboxError only when the sandbox could not run the program at all.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    is_root = os.geteuid() == 0
+    lease = _UidLease() if is_root else None
+    uid = lease.uid if lease else None
+    root = None
+    report_r = report_w = -1
+    proc = None
+    try:
+        # root/ (0711, ours) holds stdin; root/box/ is the program's cwd, HOME and TMPDIR parent.
+        root = tempfile.mkdtemp(prefix="orch-sandbox-")
+        os.chmod(root, 0o711)
+        box = os.path.join(root, "box")
+        os.mkdir(box, 0o700)
+        os.mkdir(os.path.join(box, "tmp"), 0o700)
+        with open(os.path.join(box, "main.py"), "w", encoding="utf-8") as f:
+            f.write(code)
+        if uid is not None:
+            for p in (box, os.path.join(box, "tmp"), os.path.join(box, "main.py")):
+                os.chown(p, uid, uid)
+        stdin_path = os.path.join(root, "stdin")
+        with open(stdin_path, "wb") as f:
+            f.write(stdin.encode())
+
+        cfg = {
+            "python": sys.executable,
+            "uid": uid,
+            "box": box,
+            "disk_mb": int(disk_mb),
+            "namespaces": _NAMESPACES,
+            "reexpose": _hidden_interpreter_dirs() if is_root else {},
+            "limits": {
+                # Memory: address space, so a huge allocation fails with MemoryError in-process.
+                "AS": memory_mb * 1024 * 1024,
+                # CPU seconds: a busy loop dies (SIGXCPU) even if the wall clock is generous.
+                "CPU": int(cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1),
+                # Processes/threads of the uid: stops fork bombs (only enforced for non-root uids).
+                "NPROC": max_procs if uid is not None else _count_tasks(os.getuid()) + max_procs,
+                # File size: no single file can fill the disk (Python then gets EFBIG).
+                "FSIZE": disk_mb * 1024 * 1024,
+                # Open files: bounded use of kernel file tables.
+                "NOFILE": 1024,
+                # No core dumps of crashed programs.
+                "CORE": 0,
+            },
+            # A minimal environment: nothing of ours (API keys, tokens) leaks into the program.
+            "env": {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": box,
+                "TMPDIR": os.path.join(box, "tmp"),
+                "LANG": "C.UTF-8",
+            },
+        }
+        report_r, report_w = os.pipe()
+        started = time.monotonic()
+        with open(stdin_path, "rb") as stdin_f:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__), json.dumps(cfg), str(report_w)],
+                stdin=stdin_f,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(report_w,),
+                start_new_session=True,  # own process group: a last-resort killpg reaches all of it
+                cwd=root,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        os.close(report_w)
+        report_w = -1
+        collected = _collect(proc, report_r, started + timeout_s, max_output_bytes, uid)
+        duration = time.monotonic() - started
+    finally:
+        if proc is not None and proc.poll() is None:  # interrupted: never leave a sandbox behind
+            _hard_kill(proc, uid)
+        for fd in (report_r, report_w):
+            if fd >= 0:
+                os.close(fd)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+        if lease:
+            lease.release()
+    return _result(*collected, duration, proc.returncode, uid)
+
+
+def _collect(proc, report_r, deadline, limit, uid):
+    """Read stdout/stderr (keeping the first `limit` bytes of each) and the supervisor's reports
+    until all are closed, escalating if the deadline passes."""
+    import selectors
+
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out_fd: bytearray(), err_fd: bytearray(), report_r: bytearray()}
+    seen = dict.fromkeys(bufs, 0)
+    sel = selectors.DefaultSelector()
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    # At the deadline ask the supervisor to kill the run; 3 s later kill it all ourselves; 2 s
+    # after that stop waiting for pipes that something out of our reach still holds open.
+    steps = [(deadline, "term"), (deadline + 3, "kill"), (deadline + 5, "stop")]
+    timed_out = False
+    while sel.get_map():
+        now = time.monotonic()
+        if steps and now >= steps[0][0]:
+            step = steps.pop(0)[1]
+            if step == "term":
+                timed_out = True
+                proc.send_signal(signal.SIGTERM)  # no-op if the supervisor already exited
+            elif step == "kill":
+                _hard_kill(proc, uid, _merge_reports(bufs[report_r]).get("pgid"))
+            else:
+                break
+            continue
+        for key, _ in sel.select(timeout=max(0.0, steps[0][0] - now) if steps else None):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fd)
+                continue
+            seen[key.fd] += len(chunk)
+            room = (limit if key.fd != report_r else 1 << 20) - len(bufs[key.fd])
+            if room > 0:
+                bufs[key.fd] += chunk[:room]
+    sel.close()
+    proc.stdout.close()
+    proc.stderr.close()
+    try:
+        proc.wait(timeout=5)
+    except Exception:
+        _hard_kill(proc, uid)
+        proc.wait()
+    truncated = seen[out_fd] > limit or seen[err_fd] > limit
+    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), truncated, _merge_reports(bufs[report_r]), timed_out
+
+
+def _merge_reports(raw: bytes) -> dict:
+    """The supervisor's JSON lines → one dict ("applied" and "warnings" accumulate)."""
+    merged: dict = {"applied": [], "warnings": []}
+    for line in bytes(raw).splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        for k, v in item.items():
+            if k == "applied":
+                merged["applied"] += v
+            elif k == "warning":
+                merged["warnings"].append(v)
+            else:
+                merged[k] = v
+    return merged
+
+
+def _result(stdout, stderr, truncated, merged, timed_out, duration, sup_rc, uid) -> ExecResult:
+    if "fatal" in merged:
+        raise SandboxError(f"sandbox set-up failed: {merged['fatal']}")
+    if "exec_error" in merged:
+        raise SandboxError(
+            f"could not start {sys.executable} in the sandbox: {merged['exec_error']} (is the "
+            "interpreter readable by an unprivileged uid? without a mount namespace it must be)"
+        )
+    isolation = ("unprivileged-uid",) if uid is not None else ()
+    isolation += tuple(merged["applied"]) + ("no-new-privs", "rlimits", "wall-timeout")
+
+    text_out = stdout.decode("utf-8", "replace")
+    text_err = stderr.decode("utf-8", "replace")
+    raw = merged.get("status")
+    if timed_out:
+        status = "timeout"
+        returncode = os.waitstatus_to_exitcode(raw) if raw is not None else -signal.SIGKILL
+    elif raw is None:
+        raise SandboxError(f"sandbox supervisor ended (rc {sup_rc}) without a status; stderr: {text_err[-500:]}")
+    else:
+        returncode = os.waitstatus_to_exitcode(raw)
+        status = "ok" if returncode == 0 else "error" if returncode > 0 else "killed"
+    low = text_err.lower()
+    memory = "memoryerror" in low or "cannot allocate memory" in low
+    return ExecResult(returncode, text_out, text_err, timed_out, memory, duration, status, truncated, isolation)
+
+
+def _hard_kill(proc, uid, pgid=None) -> None:
+    """Last resort, from the parent: SIGKILL the supervisor's and the program's process groups
+    and everything of the run's uid."""
+    for group in (proc.pid, pgid):
+        try:
+            if group:
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if uid is not None:
+        _kill_uid_from_parent(uid)
+
+
+def _kill_uid_from_parent(uid: int) -> None:
+    # kill(-1) from a process of that uid reaches every process of the uid, atomically w.r.t.
+    # fork. A helper does it (the parent is multi-threaded and must not setuid itself); /bin/sh,
+    # because our own interpreter may not be executable by that uid.
+    import subprocess
+
+    try:
+        subprocess.run(
+            ["/bin/sh", "-c", "kill -KILL -1"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={},
+            cwd="/",
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _pids_of(uid: int):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                yield pid
+        except OSError:  # exited meanwhile
+            pass
+
+
+def _count_tasks(uid: int) -> int:
+    n = 0
+    for pid in _pids_of(uid):
+        try:
+            n += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
+    return n
+
+
+class _UidLease:
+    """Exclusive use of one uid from UID_RANGE, across threads and processes (flock)."""
+
+    def __init__(self):
+        import fcntl
+        import random
+        import tempfile
+
+        d = os.path.join(tempfile.gettempdir(), "orchestrator-sandbox-uids")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        if os.stat(d).st_uid != os.geteuid():
+            raise SandboxError(f"{d} is not owned by us; refusing to use it for uid locks")
+        start = random.randrange(UID_COUNT)
+        for i in range(UID_COUNT):
+            uid = UID_BASE + (start + i) % UID_COUNT
+            fd = os.open(os.path.join(d, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            if any(_pids_of(uid)):  # left over from a crashed evaluator: clear them first
+                _kill_uid_from_parent(uid)
+            return
+        raise SandboxError(f"all {UID_COUNT} sandbox uids are in use")
+
+    def release(self) -> None:
+        os.close(self._fd)  # closing drops the flock
+
+
+_hidden_cache: dict | None = None
+
+
+def _hidden_interpreter_dirs() -> dict[str, list[str]]:
+    """Interpreter dirs under a parent the sandbox uid cannot traverse (e.g. pyenv in /root, 0700).
+
+    Maps that parent → the dirs to re-expose; the supervisor hides the parent behind an empty tmpfs
+    and bind-mounts just those dirs back, so the program can run this interpreter and read nothing
+    else there.
+    """
+    global _hidden_cache
+    if _hidden_cache is None:
+        wanted = sorted(
+            {
+                os.path.realpath(p)
+                for p in (
+                    sys.prefix,
+                    sys.base_prefix,
+                    sys.exec_prefix,
+                    sys.base_exec_prefix,
+                    os.path.dirname(os.path.realpath(sys.executable)),
+                )
+            }
+        )
+        tops: list[str] = []
+        for p in wanted:  # keep only outermost dirs
+            if not any(p == t or p.startswith(t + "/") for t in tops):
+                tops.append(p)
+        hidden: dict[str, list[str]] = {}
+        for p in tops:
+            parts = p.split("/")
+            for i in range(2, len(parts)):
+                anc = "/".join(parts[:i])
+                if not os.stat(anc).st_mode & 0o001:
+                    hidden.setdefault(anc, []).append(p)
+                    break
+        _hidden_cache = hidden
+    return _hidden_cache
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def check_candidate(
+    program: str,
+    tests: str | list[str] | tuple[str, ...],
+    entry_point: str | None = None,
+    timeout_s: float = 10,
+    **run_kwargs,
+) -> dict:
+    """Run a candidate against its tests; {"passed", "status", "detail", "duration_s"}.
+
+    HumanEval style: `tests` defines `check(candidate)` and `entry_point` names the function, so
+    `check(entry_point)` is appended. MBPP style: `tests` is assert lines (a string or a list) and
+    `entry_point` is None. A token printed after the tests must reach stdout, so a program that
+    exits early (`sys.exit(0)` at import) does not count as passing.
+    """
+    import secrets
+
+    if not isinstance(tests, str):
+        tests = "\n".join(tests)
+    token = f"__sandbox_tests_done_{secrets.token_hex(8)}__"
+    source = f"{program}\n\n{tests}\n\n"
+    if entry_point:
+        source += f"check({entry_point})\n"
+    source += f"import os as _sandbox_os\n_sandbox_os.write(1, b'\\n{token}\\n')\n"
+    res = run_program(source, timeout_s=timeout_s, **run_kwargs)
+    passed = res.status == "ok" and token in res.stdout
+    if passed:
+        status, detail = "ok", ""
+    elif res.status == "timeout":
+        status, detail = "timeout", f"timed out after {timeout_s:g}s"
+    elif res.status == "ok":
+        status, detail = "error", "the program exited (code 0) before the tests finished"
+    else:
+        status = res.status
+        detail = _tail(res.stderr) or f"exit code {res.returncode}"
+        if res.returncode < 0:
+            detail = f"killed by {signal.Signals(-res.returncode).name}\n{detail}".rstrip()
+    return {"passed": passed, "status": status, "detail": detail, "duration_s": res.duration_s}
+
+
+def _tail(text: str, lines: int = 20, chars: int = 2000) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])[-chars:]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, Codex paper):
+    1 - C(n-c, k) / C(n, k), computed as a product to stay stable for large n."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def run_many(items, workers: int | None = None) -> list:
+    """Evaluate many items in parallel (threads; each item runs in its own sandbox process).
+
+    An item is a dict of keyword arguments: for `run_program` if it has "code", else for
+    `check_candidate` (program, tests, entry_point, ...); a plain string is code to run.
+    Results come back in input order. SandboxError propagates.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item):
+        if isinstance(item, str):
+            return run_program(item)
+        item = dict(item)
+        if "code" in item:
+            return run_program(item.pop("code"), **item)
+        return check_candidate(**item)
+
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(one, items))
+
+
+# --------------------------------------------------------------------------------------------
+# Supervisor side (this file run as a script by the parent, as root or the caller's user)
+# --------------------------------------------------------------------------------------------
+
+
+def _supervise(argv: list[str]) -> None:
+    import ctypes
+
+    cfg = json.loads(argv[1])
+    report_fd = int(argv[2])
+    os.set_inheritable(report_fd, False)  # the program itself never gets it
+
+    def report(**kv) -> None:
+        os.write(report_fd, (json.dumps(kv) + "\n").encode())
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid = cfg["uid"]
+    try:
+        # Orphaned grandchildren are re-parented to us and reaped here, not left as zombies
+        # under a PID 1 that may never reap them.
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+        def unshare(flags: int, names: list[str]) -> bool:
+            if libc.unshare(flags) == 0:
+                report(applied=names)
+                return True
+            report(warning=f"unshare {'+'.join(names)}: {os.strerror(ctypes.get_errno())}")
+            return False
+
+        if not cfg["namespaces"]:
+            mount_ns = net_ns = pid_ns = False
+        elif uid is not None:
+            mount_ns = unshare(_CLONE_NEWNS, ["mount-ns"])
+            net_ns = unshare(_CLONE_NEWNET, ["net-ns"])
+            unshare(_CLONE_NEWIPC, ["ipc-ns"])
+            pid_ns = unshare(_CLONE_NEWPID, ["pid-ns"])
+        else:  # unprivileged: a user namespace is the ticket to the others
+            mount_ns = False
+            net_ns = pid_ns = unshare(
+                _CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWPID,
+                ["user-ns", "net-ns", "ipc-ns", "pid-ns"],
+            )
+        if mount_ns:
+            _setup_filesystem(libc, cfg, report)
+        if not net_ns:
+            report(applied=["socket-blocked"])
+        argv_user = [cfg["python"], "-I", "main.py"] if net_ns else [cfg["python"], "-I", "-c", _NO_NET_PRELUDE]
+    except Exception as e:  # noqa: BLE001 - reported to the parent as SandboxError
+        report(fatal=f"{type(e).__name__}: {e}")
+        os._exit(70)
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if pid_ns:
+            _ns_init(libc, cfg, argv_user, mount_ns, report)
+        _exec_program(libc, cfg, argv_user, report)
+
+    def on_timeout(*_):  # SIGTERM from the parent: the wall-clock timeout
+        try:  # with a PID namespace, killing ns-init takes down everything in it
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, on_timeout)
+    if not pid_ns:
+        report(pgid=child)  # the program's process group, for the parent's last-resort kill
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    status = _wait_for(child)
+    if not pid_ns:
+        if status is not None:
+            report(status=status)
+        # Whatever the program left running: everything of its uid (atomic, fork-bomb proof),
+        # its process group, then anything re-parented to us. (With a PID namespace all of it
+        # is already gone, and no fork() would be possible here anyway.)
+        if uid is not None:
+            _kill_uid(uid)
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except OSError:
+            pass
+    _kill_descendants()
+    os._exit(0)
+
+
+def _ns_init(libc, cfg, argv_user, mount_ns, report) -> None:
+    """PID 1 of the new PID namespace: start the program, reap, exit when it exits."""
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # supervisor gone → namespace gone
+    if mount_ns:  # a /proc of this namespace: the program sees only its own processes
+        if _mount(libc, "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC) == 0:
+            report(applied=["private-proc"])
+    pid = os.fork()
+    if pid == 0:
+        _exec_program(libc, cfg, argv_user, report)
+    status = _wait_for(pid)
+    report(status=status)
+    os._exit(0)  # PID 1 exiting SIGKILLs every process left in the namespace
+
+
+def _exec_program(libc, cfg, argv_user, report) -> None:
+    """In the forked child: limits, drop to the sandbox uid, exec the program. Never returns."""
+    import resource
+
+    try:
+        os.setsid()  # own session/group, detached from the supervisor's
+        os.chdir(cfg["box"])
+        for name, value in cfg["limits"].items():
+            resource.setrlimit(getattr(resource, "RLIMIT_" + name), (value, value + (name == "CPU")))
+        uid = cfg["uid"]
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries cannot give root back
+        os.execve(cfg["python"], argv_user, cfg["env"])
+    except BaseException as e:  # noqa: BLE001
+        report(exec_error=f"{type(e).__name__}: {e}")
+    os._exit(127)
+
+
+def _wait_for(pid: int) -> int | None:
+    """Reap children (orphans included) until `pid` exits; its raw wait status."""
+    while True:
+        try:
+            got, status = os.wait()
+        except ChildProcessError:
+            return None
+        if got == pid:
+            return status
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid`: kill(-1) from a helper running as that uid reaches exactly
+    those, and the kernel does it atomically with respect to fork (a fork bomb cannot outrun it)."""
+    helper = os.fork()  # the supervisor is single-threaded, so a plain fork is safe
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # everything this uid may signal, except the helper
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(helper, 0)
+
+
+def _kill_descendants(grace_s: float = 5.0) -> None:
+    """Kill and reap everything below us: as a subreaper we inherit every orphan of the program
+    (double-forked, setsid'd...), so "no children left" means nothing of the run survives."""
+    me = str(os.getpid())
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            return
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = f.read().rsplit(")", 1)[1].split()[1]
+                if ppid == me:
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        time.sleep(0.005)
+
+
+def _mount(libc, source, target, fstype, flags, data=None) -> int:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    return libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data))
+
+
+def _must_mount(libc, source, target, fstype, flags, data=None) -> None:
+    import ctypes
+
+    if _mount(libc, source, target, fstype, flags, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def _mountpoints() -> list[str]:
+    import re
+
+    unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), s)  # noqa: E731
+    with open("/proc/self/mountinfo") as f:
+        return list(dict.fromkeys(unescape(line.split()[4]) for line in f))
+
+
+def _setup_filesystem(libc, cfg, report) -> None:
+    """In the new mount namespace (as root): everything read-only except a tmpfs work dir."""
+    box, uid = cfg["box"], cfg["uid"]
+    _must_mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing propagates to the host
+    with open(os.path.join(box, "main.py"), "rb") as f:
+        code = f.read()
+
+    # Interpreter dirs behind untraversable parents: hide the parent, bind just those dirs back.
+    for parent, dirs in cfg["reexpose"].items():
+        fds = [os.open(d, os.O_PATH | os.O_DIRECTORY) for d in dirs]
+        _must_mount(libc, "tmpfs", parent, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=1m")
+        for d, fd in zip(dirs, fds):
+            os.makedirs(d, exist_ok=True)
+            _must_mount(libc, f"/proc/self/fd/{fd}", d, None, _MS_BIND | _MS_REC)
+            os.close(fd)
+
+    # Read-only everywhere. MS_BIND|MS_REMOUNT changes this namespace's mount flags only; the
+    # host's file systems stay writable.
+    for mp in _mountpoints():
+        try:
+            keep = os.statvfs(mp).f_flag & (os.ST_NODEV | os.ST_NOEXEC)
+        except OSError:
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | keep
+        if _mount(libc, None, mp, None, flags) != 0:
+            report(warning=f"could not make {mp} read-only")
+    report(applied=["readonly-fs"])
+
+    # The writable places: the work dir (tmpfs owned by the run's uid, capped at disk_mb, gone
+    # with the namespace) and a private /dev/shm (multiprocessing needs one).
+    size = f"size={cfg['disk_mb']}m"
+    _must_mount(libc, "tmpfs", box, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=0700,uid={uid},gid={uid}")
+    with open(os.path.join(box, "main.py"), "wb") as f:
+        f.write(code)
+    os.mkdir(os.path.join(box, "tmp"), 0o700)
+    for p in ("main.py", "tmp"):
+        os.chown(os.path.join(box, p), uid, uid)
+    if os.path.isdir("/dev/shm"):
+        _must_mount(libc, "tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, f"{size},mode=1777")
+    report(applied=["tmpfs-workdir"])
+
+
+if __name__ == "__main__":
+    _supervise(sys.argv)

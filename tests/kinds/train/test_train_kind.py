@@ -1,0 +1,117 @@
+"""The `train` kind: spec validation, the plan (prepare + one checkpointable job per arm), submit output."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.core.errors import SpecError
+from orchestrator.core.plan import stages_of
+from orchestrator.core.spec import load_spec
+
+
+def test_shipped_specs_plan_two_arms():
+    gpu = load_spec("mtl-comparison")
+    stages = stages_of(gpu)
+    assert [s.name for s in stages] == ["baseline", "pcgrad"]
+    assert all(s.checkpointable and s.resources.gpus_per_node == 2 and s.resources.cpus_per_task == 32 for s in stages)
+    base, mtl = (s.units[0].args["config"] for s in stages)
+    assert base["mtl"]["enabled"] is False and mtl["mtl"]["enabled"] is True and mtl["mtl"]["method"] == "pcgrad"
+    assert base["trainer"]["epochs"] == 30 and base["trainer"]["test_freq"] == 3 and base["trainer"]["save_freq"] == 5
+    assert base["trainer"]["keep_last"] == 10
+    assert base["early_stopping"] == {
+        "enabled": True,
+        "metric": "val/reward_mean",
+        "mode": "max",
+        "min_epochs": 10,
+        "patience": 3,
+        "min_delta": 0.001,
+    }
+    # one learner on a GPU per node; Ray's rollout actors get the other GPU, never the learner's
+    assert stages[0].template_vars["ray_num_gpus"] == 1 and stages[0].template_vars["ray_learner_gpus"] == 1
+    tiny = stages_of(load_spec("mtl-comparison-tiny"))
+    assert [s.name for s in tiny] == ["prepare", "baseline", "pcgrad"]
+    assert tiny[0].template == "sbatch.sh.j2" and tiny[1].template == "ray.sh.j2"  # rollout actors on Ray
+    assert tiny[1].template_vars["ray_num_cpus"] == 2
+    assert tiny[1].after == ("prepare",) and tiny[1].units[0].outputs == ("metrics.jsonl", "summary.json")
+    cfg = tiny[1].units[0].args["config"]
+    assert cfg["model"].endswith("mtl-comparison-tiny/prepare/model")
+    assert cfg["domains"]["copy"]["train"].endswith("prepare/data/copy_train.parquet")
+
+
+def test_set_overrides_reach_arms():
+    spec = load_spec("mtl-comparison-tiny", ["trainer.epochs=3", "arms.pcgrad.trainer.lr=0.5"])
+    stages = {s.name: s for s in stages_of(spec)}
+    assert stages["baseline"].units[0].args["config"]["trainer"]["epochs"] == 3
+    assert stages["pcgrad"].units[0].args["config"]["trainer"]["lr"] == 0.5
+    assert stages["baseline"].units[0].args["config"]["trainer"]["lr"] == 3.0e-3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("arms.pcgrad.mtl.method=gradnorm", "arms.pcgrad"),
+        ("arms.pcgrad.optimizer=sgd", "unknown keys"),
+        ("domains.copy.reward=fuzzy", "reward 'fuzzy'"),
+        ("algorithm.group_size=1", "group_size"),
+        ("arms.prepare={}", "not 'prepare'"),
+        ("trainer.epochs=0", "epochs"),
+        ("early_stopping.metric=val/math/reward", "val/arithmetic/reward"),
+        ("rollout.backend=vllm", r"num_gpus >= tensor_parallel_size \(1\), got 0"),
+        ("trainer.device=cuda", "gpus_per_node is 0"),
+        ("trainer.cpu_offload=true", "learners have no GPU"),
+        ("trainer.mixed_precision=fp8", "mixed_precision"),
+    ],
+)
+def test_bad_train_specs(override, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec("mtl-comparison-tiny", [override])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["resources.tasks_per_node=3", "resources.cpus_per_task=8"], "3 learners per node .* need one GPU each"),
+        (["resources.tasks_per_node=2", "resources.cpus_per_task=16"], "only 0 of the job's 2 are left"),
+        (["rollout.workers=3", "rollout.num_gpus=1"], "= 3 GPUs for Ray's rollout actors"),
+    ],
+)
+def test_gpus_are_shared_out_between_learners_and_rollouts(overrides, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec("mtl-comparison", overrides)
+    with pytest.raises(SpecError, match="learner has none"):
+        load_spec("mtl-comparison-tiny", ["rollout.backend=vllm", "rollout.workers=0"])
+    # two learners (FSDP) on the two GPUs, rollouts sampling on CPU: valid
+    stages = stages_of(
+        load_spec("mtl-comparison", ["resources.tasks_per_node=2", "resources.cpus_per_task=16", "rollout.num_gpus=0"])
+    )
+    assert stages[0].template_vars["ray_num_gpus"] == 0 and stages[0].template_vars["ray_learner_gpus"] == 2
+
+
+def test_domains_without_files_are_refused():
+    with pytest.raises(SpecError, match="give train and val parquet files"):
+        load_spec("mtl-comparison-tiny", ["prepare=null", "model=some/model"])
+
+
+def test_submit_prints_jobs_and_where_results_go(cli, monkeypatch):
+    monkeypatch.setattr(
+        "orchestrator.core.submit._submit_local", lambda exp, stage, units, plan, deps: f"{stage.name}-id"
+    )
+    res = cli("submit", "mtl-comparison-tiny", "--executor", "local")
+    assert res.code == 0, res.err
+    out = res.out
+    assert "experiment mtl-comparison-tiny" in out
+    for stage in ("prepare", "baseline", "pcgrad"):
+        assert f"stage {stage}: job {stage}-id" in out
+    assert "orchestrate status mtl-comparison-tiny" in out and "orchestrate logs" in out
+    assert "W&B (offline, group mtl-comparison-tiny, run pcgrad)" in out and "logs/wandb" in out
+    assert "checkpoints/mtl-comparison-tiny/baseline" in out
+    assert "arm pcgrad: 1 learner(s) on CPU; 1 Ray rollout worker(s) (hf, 0 GPU / 1 CPU each)" in out
+
+
+def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
+    res = cli("submit", "mtl-comparison", "--dry-run")
+    assert res.code == 0, res.err
+    assert (
+        "arm baseline: 1 learner(s) on a GPU each (FSDP2, bf16, CPU offload, gradient checkpointing); "
+        "2 Ray rollout worker(s) (hf, 0.5 GPU / 4 CPU each)"
+    ) in res.out
