@@ -7,16 +7,42 @@ array task, with a run directory of its own under logs/<experiment>/<run>/.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.core.spec import Environment, Resources
+
+
+class UnitArgs(BaseModel):
+    """The typed arguments of one entry point, validated when the plan is made (a kind declares
+    one subclass per entry point, next to it). The runner passes the fields as keyword
+    arguments, so an entry point reads like any function: `run(run_dir, experiment, *, task, ...)`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def kwargs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+    def describe(self) -> str:
+        """What the unit runs, in one line for `submit --dry-run` (scalar fields by default)."""
+        return " ".join(
+            f"{k}={v}" for k, v in self.kwargs().items() if isinstance(v, (str, int, float)) and v not in ("", None)
+        )
 
 
 @dataclass(frozen=True)
 class Unit:
     run: str  # run name: logs/<experiment>/<run>/
-    entry: str  # "module:function" the job calls with (run_dir=..., **args)
-    args: dict = field(default_factory=dict)
+    entry: str  # "module:function" the job calls with (run_dir=..., experiment=..., **args)
+    args: UnitArgs | dict = field(default_factory=dict)
     outputs: tuple[str, ...] = ()  # files (relative to the run dir) that prove the unit finished
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.args.kwargs() if isinstance(self.args, UnitArgs) else dict(self.args)
+
+    def describe(self) -> str:
+        return self.args.describe() if isinstance(self.args, UnitArgs) else ""
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     code, reason = 1, ""
     try:
         result = getattr(importlib.import_module(module), func)(
-            run_dir=str(run_dir), experiment=experiment, **unit.args
+            run_dir=str(run_dir), experiment=experiment, **unit.kwargs()
         )
         code = result if isinstance(result, int) else 0
         reason = f"command exited with {code}" if code else ""

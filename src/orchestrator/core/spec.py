@@ -208,7 +208,13 @@ class BaseSpec(Strict):
     array_parallelism: int = Field(64, ge=1)  # array tasks running at once
 
     def plan(self) -> list:  # -> list[plan.Stage]
+        """Stages of units, from the spec and the files it names: no secrets, no scheduler, so
+        `orchestrate render` and `--dry-run` work anywhere."""
         raise NotImplementedError
+
+    def check_submit(self) -> None:
+        """What only `submit` needs from the world (an API key exported, ...): raise SpecError
+        naming the field and the fix. Never called by render or --dry-run."""
 
     def submit_notes(self) -> list[str]:
         """Kind-specific lines `orchestrate submit` prints after submitting (e.g. where results go)."""
