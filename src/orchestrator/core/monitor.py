@@ -94,7 +94,8 @@ def sacct(job_ids: list[str]) -> dict[str, tuple[str, int | None, str]] | None:
     res = _call(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,NodeList,Submit"])
     if res is None or res.returncode != 0:  # e.g. accounting storage disabled
         return None
-    found, submitted = {}, {}
+    found: dict[str, tuple[str, int | None, str]] = {}
+    submitted: dict[str, str] = {}
     for line in res.stdout.splitlines():
         parts = line.strip().split("|")
         if len(parts) != 5 or "[" in parts[0]:  # '123_[4-9]' = array tasks not started yet
@@ -227,9 +228,9 @@ def log_tail(task: Task, lines: int = 20) -> str:
     return "\n".join(out)
 
 
-def progress(tasks: list[Task]) -> Counter:
+def progress(tasks: list[Task]) -> Counter[str]:
     """done / running / failed / pending counts, for arrays."""
-    c = Counter()
+    c: Counter[str] = Counter()
     for t in tasks:
         c[
             "done"

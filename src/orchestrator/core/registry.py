@@ -120,6 +120,7 @@ class Registry:
             (scheduler_id, executor, experiment, stage, folder, script, len(runs), ",".join(depends_on), now),
         )
         job = cur.lastrowid
+        assert job is not None  # set by every INSERT
         self.db.executemany(
             "INSERT INTO tasks (job, task, experiment, run, outputs, state, updated) VALUES (?,?,?,?,?,?,?)",
             [(job, i, experiment, run, json.dumps(outs), "PENDING", now) for i, (run, outs) in enumerate(runs)],

@@ -136,11 +136,11 @@ def unit_job(experiment: str, unit: Unit, env_vars: dict, checkpointable: bool) 
 
 def run_local_array(
     experiment: str, units: list[Unit], env_vars: dict, parallelism: int, folder: str, wait_for: list[str]
-) -> None:
+) -> int:
     """Local executor: one controller process runs a whole array, `parallelism` units at a time,
     each in its own process and log file named as SLURM would name the array task's."""
     if wait_for and not _dependencies_ok(experiment, wait_for, units):
-        return
+        return 1
     job = os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())
     unit_files = []
     for i, unit in enumerate(units):
@@ -161,6 +161,7 @@ def run_local_array(
         codes = list(pool.map(one, range(len(units))))
     if any(codes):
         raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} units failed")
+    return 0
 
 
 def run_local(experiment: str, unit: Unit, env_vars: dict, wait_for: list[str]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -369,7 +370,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def load_spec(ref: str | Path, overrides: list[str] = (), name: str | None = None) -> BaseSpec:
+def load_spec(ref: str | Path, overrides: Sequence[str] = (), name: str | None = None) -> BaseSpec:
     """Read, include, override and validate a spec. Raises SpecError (exit code 2) on any problem."""
     path = resolve_spec_path(ref)
     shown = str(ref)

@@ -75,7 +75,7 @@ class TemplatedSlurmExecutor(submitit.SlurmExecutor):
             d.dump(p)
             pickles.append(p)
         first = self._submit_command(self._submitit_command_str)
-        jobs = [
+        jobs: list[submitit.Job] = [
             submitit.SlurmJob(folder=self.folder, job_id=f"{first.job_id}_{a}", tasks=list(range(self.n_tasks)))
             for a in range(len(delayed_submissions))
         ]
@@ -220,11 +220,10 @@ def _submit_slurm(experiment: str, stage: Stage, units: list[Unit], plan: Plan, 
         r.time_minutes,
         r.nodes * r.tasks_per_node,
     )
-    jobs = [runner.unit_job(experiment, u, dict(stage.env.vars), stage.checkpointable) for u in units]
-    if len(jobs) == 1:
-        return ex.submit(jobs[0]).job_id
-    jobs = ex.submit_array(jobs)
-    return jobs[0].job_id.split("_")[0]
+    fns = [runner.unit_job(experiment, u, dict(stage.env.vars), stage.checkpointable) for u in units]
+    if len(fns) == 1:
+        return ex.submit(fns[0]).job_id
+    return ex.submit_array(fns)[0].job_id.split("_")[0]
 
 
 def _submit_local(experiment: str, stage: Stage, units: list[Unit], plan: Plan, deps: list[str]) -> str:
