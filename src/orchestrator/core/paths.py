@@ -6,12 +6,14 @@ Layout under ORCH_HOME (default: the repository root, or the current directory):
     logs/<experiment>/<run>/                  one unit of work: its results and status.json
     logs/<experiment>/_jobs/<stage>/          one submission: scripts, scheduler logs, pickles
     logs/<experiment>/.submit.lock            serialises submissions of one experiment
-    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints
+    logs/<experiment>/<arm>/                  a training arm: metrics.jsonl, summary.json
+    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints (with `latest`, `best`)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/orchestrator
@@ -125,18 +127,47 @@ def ray_temp_root() -> Path:
     return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
 
 
-# Checkpoints and their evaluation (docs/architecture.md, "Checkpoints" and "Evaluation").
+# Checkpoints (docs/architecture.md, "Checkpoints"; the reader is kinds/train/checkpoint.py):
+#   checkpoints/<experiment>/<arm>/epoch_<N>/      HF files, trainer_state.pt, meta.json (last)
+#   checkpoints/<experiment>/<arm>/latest, best    text files naming an epoch_<N> directory
+#   checkpoints/<experiment>/<arm>/.epoch_<N>.*    a checkpoint being written or replaced
 CHECKPOINT_META = "meta.json"
+CHECKPOINT_STATE = "trainer_state.pt"
 CHECKPOINT_LATEST = "latest"
+CHECKPOINT_BEST = "best"
+CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)$")
+CHECKPOINT_SCRATCH_GLOB = ".epoch_*"
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The directory name of an epoch's checkpoint, also the <checkpoint> of its eval results."""
+    return f"epoch_{epoch}"
+
+
+def checkpoint_epoch(name: str) -> int | None:
+    """The epoch a checkpoint directory name stands for, or None when it names none."""
+    m = CHECKPOINT_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def experiment_checkpoints_dir(experiment: str) -> Path:
+    """checkpoints/<experiment>/: one directory per arm."""
+    return checkpoints_dir() / experiment
 
 
 def arm_checkpoints_dir(experiment: str, arm: str) -> Path:
-    """checkpoints/<experiment>/<arm>/: one epoch_<N>/ per saved epoch, and `latest`."""
-    return checkpoints_dir() / experiment / arm
+    """checkpoints/<experiment>/<arm>/: one epoch_<N>/ per saved epoch, `latest` and `best`."""
+    return experiment_checkpoints_dir(experiment) / arm
 
 
 def checkpoint_dir(experiment: str, arm: str, epoch: int) -> Path:
-    return arm_checkpoints_dir(experiment, arm) / f"epoch_{epoch}"
+    return arm_checkpoints_dir(experiment, arm) / checkpoint_name(epoch)
+
+
+def checkpoint_scratch(final: Path, purpose: str) -> Path:
+    """Hidden sibling of a checkpoint directory ("tmp": being written, "old": being replaced),
+    one per process; retention deletes what a killed writer left (CHECKPOINT_SCRATCH_GLOB)."""
+    return final.parent / f".{final.name}.{purpose}-{os.getpid()}"
 
 
 def latest_checkpoint_file(experiment: str, arm: str) -> Path:
@@ -146,7 +177,25 @@ def latest_checkpoint_file(experiment: str, arm: str) -> Path:
 
 def best_checkpoint_file(experiment: str, arm: str) -> Path:
     """Text file naming the checkpoint with the best early-stopping metric (kept by retention)."""
-    return arm_checkpoints_dir(experiment, arm) / "best"
+    return arm_checkpoints_dir(experiment, arm) / CHECKPOINT_BEST
+
+
+# The train kind's tiny preset: a first stage ("prepare") builds a model and synthetic data.
+PREPARE_RUN = "prepare"
+
+
+def prepare_dir(experiment: str) -> Path:
+    """logs/<experiment>/prepare/: model/ and data/<domain>_<split>.parquet."""
+    return run_dir(experiment, PREPARE_RUN)
+
+
+def prepared_model(prepare_run_dir: Path) -> Path:
+    return Path(prepare_run_dir) / "model"
+
+
+def prepared_data(prepare_run_dir: Path, domain: str, split: str) -> Path:
+    """A synthetic domain's verl parquet file; split is "train" or "val"."""
+    return Path(prepare_run_dir) / "data" / f"{domain}_{split}.parquet"
 
 
 def suites_dirs() -> list[Path]:

@@ -1,41 +1,167 @@
-"""Checkpoints: checkpoints/<experiment>/<arm>/epoch_<N>/ plus `latest` and `best` pointers.
+"""Checkpoints: the one writer (the trainer) and the one reader (trainer, discovery, evaluation).
 
-A checkpoint directory is written under a temporary name and renamed into place, and the
-`latest` pointer (a text file naming the directory) is replaced after it, so a kill at any moment
-leaves the previous complete checkpoint as `latest`. The directory loads with
-`from_pretrained` as is (model + tokenizer); `trainer_state.pt` holds what resuming needs
-(optimizers, critic, RNG states, epoch, step, data position, early stopping); `meta.json`
-describes it for evaluation jobs.
+    checkpoints/<experiment>/<arm>/epoch_<N>/   HF files (from_pretrained as is), trainer_state.pt
+                                                (what resuming needs), meta.json (written last)
+    checkpoints/<experiment>/<arm>/latest       text files naming an epoch_<N> directory,
+    checkpoints/<experiment>/<arm>/best         each replaced after the checkpoint it names is complete
+    checkpoints/<experiment>/<arm>/.epoch_<N>.* a checkpoint being written or replaced
+
+The trainer writes epoch_<N>/ under a hidden temporary name, fsyncs it, renames it into place,
+then replaces `best` (when validation improved) and `latest`; so a kill at any moment leaves the
+previous complete checkpoint as latest. Retention keeps the last `keep_last` epochs plus best.
+
+One definition of each, used by the trainer (resume, retention), discovery and evaluation:
+
+- **complete**: a directory named `epoch_<N>` holding a readable `meta.json` (a JSON object).
+  meta.json is the last file written into a checkpoint, so its presence vouches for the weights,
+  tokenizer and trainer state beside it, even from a writer that does not rename (a test or a
+  copy by hand). Anything else in the arm's directory (`.epoch_3.tmp-123`, `epoch_5/` without
+  meta.json, ...) is a checkpoint being written and is ignored (with a note). The older reader
+  of the trainer called a checkpoint complete when trainer_state.pt was there, discovery when
+  meta.json was: meta.json is written after trainer_state.pt, so it is the stricter mark, and the
+  one an evaluation needs (a resume also needs trainer_state.pt: `load_state` says so if absent).
+- **latest**: the complete checkpoint the `latest` pointer names. Without a pointer (a kill
+  between the first rename and the first pointer, or checkpoints copied in by hand), the complete
+  checkpoint with the highest epoch. A pointer that names no complete checkpoint was edited by
+  hand (the trainer writes it only after its target is complete, retention never deletes its
+  target): no latest then, and a note; guessing could resume from, or evaluate, the wrong epoch.
+- **best**: the epoch the trainer's early stopping judged best (its metric, mode and min_delta),
+  as the trainer records it: the `best` pointer (written with that epoch's checkpoint, so it is
+  current while training runs), else the best epoch of the arm's summary.json (written at the
+  end), when either names a complete checkpoint. Only for checkpoints with neither (written by
+  something else), the best value of `best_metric` in the checkpoints' meta.json metrics (higher
+  is better unless scoring.metrics says otherwise; the earlier epoch on ties).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.core import paths
-
-EPOCH_RE = re.compile(r"^epoch_(\d+)$")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from orchestrator.core import files, paths
+from orchestrator.core.errors import UserError
+from orchestrator.scoring.metrics import METRICS
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+@dataclass(frozen=True)
+class Checkpoint:
+    arm: str
+    name: str  # "epoch_3": the directory name, also the result path's <checkpoint>
+    epoch: int
+    path: Path
+    step: int | None
+    metrics: dict
+
+
+@dataclass
+class ArmCheckpoints:
+    """What the checkpoint directory of one arm holds, read once (see the module docstring)."""
+
+    arm: str
+    complete: list[Checkpoint] = field(default_factory=list)  # by epoch
+    latest: Checkpoint | None = None
+    best: Checkpoint | None = None
+    notes: list[str] = field(default_factory=list)  # what was ignored, and why
+
+
+def read_checkpoint(arm: str, path: Path) -> Checkpoint | None:
+    """A complete checkpoint directory, or None (not an epoch_<N> dir, or still being written)."""
+    epoch = paths.checkpoint_epoch(path.name)
+    if epoch is None or not path.is_dir():
+        return None
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        meta = json.loads((path / paths.CHECKPOINT_META).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return Checkpoint(
+        arm=arm,
+        name=path.name,
+        epoch=int(meta.get("epoch", epoch)),
+        path=path,
+        step=meta.get("step"),
+        metrics=dict(meta.get("metrics") or {}),
+    )
+
+
+def _pointer(file: Path) -> str | None:
+    """The directory name a pointer file holds; None when there is no pointer."""
+    try:
+        return Path(file.read_text().strip()).name
+    except OSError:
+        return None
+
+
+def read_arm(experiment: str, arm: str, best_metric: str = "val/reward_mean") -> ArmCheckpoints:
+    """The arm's complete checkpoints, latest and best (definitions in the module docstring)."""
+    out = ArmCheckpoints(arm)
+    root = paths.arm_checkpoints_dir(experiment, arm)
+    if not root.is_dir():
+        return out
+    for p in sorted(root.iterdir()):
+        c = read_checkpoint(arm, p)
+        if c is not None:
+            out.complete.append(c)
+        elif p.is_dir() and not p.name.startswith("."):
+            out.notes.append(f"ignored {p.name}: not a complete checkpoint (no {paths.CHECKPOINT_META})")
+    out.complete.sort(key=lambda c: c.epoch)
+    if not out.complete:
+        return out
+    by_name = {c.name: c for c in out.complete}
+    named = _pointer(paths.latest_checkpoint_file(experiment, arm))
+    if named is None:
+        out.latest = out.complete[-1]
+    elif named in by_name:
+        out.latest = by_name[named]
+    else:
+        out.notes.append(f"'{paths.CHECKPOINT_LATEST}' names {named!r}, not a complete checkpoint: no latest")
+    out.best = _best(experiment, arm, out, best_metric)
+    return out
+
+
+def _best(experiment: str, arm: str, found: ArmCheckpoints, metric: str) -> Checkpoint | None:
+    by_name = {c.name: c for c in found.complete}
+    named = _pointer(paths.best_checkpoint_file(experiment, arm))
+    if named in by_name:
+        return by_name[named]
+    if named is not None:
+        found.notes.append(f"'{paths.CHECKPOINT_BEST}' names {named!r}, not a complete checkpoint")
+    try:
+        summary = json.loads((paths.run_dir(experiment, arm) / paths.SUMMARY_FILE).read_text())
+        epoch = (summary.get("best") or {}).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        epoch = None
+    if isinstance(epoch, int) and paths.checkpoint_name(epoch) in by_name:
+        return by_name[paths.checkpoint_name(epoch)]
+    scored = [c for c in found.complete if isinstance(c.metrics.get(metric), (int, float))]
+    if not scored:
+        return None
+    known = METRICS.get(metric.rsplit("/", 1)[-1])
+    higher = known.higher_is_better if known is not None else True
+    return (max if higher else min)(scored, key=lambda c: (c.metrics[metric], -c.epoch if higher else c.epoch))
+
+
+def latest(experiment: str, arm: str) -> Path | None:
+    """The directory of the arm's latest complete checkpoint, or None."""
+    c = read_arm(experiment, arm).latest
+    return c.path if c else None
+
+
+def best(experiment: str, arm: str) -> Path | None:
+    c = read_arm(experiment, arm).best
+    return c.path if c else None
+
+
+def epochs(experiment: str, arm: str) -> list[int]:
+    """The epochs of the arm's complete checkpoints."""
+    return [c.epoch for c in read_arm(experiment, arm).complete]
+
+
+# ---------------------------------------------------------------------- writing (the trainer)
 
 
 def save(
@@ -57,72 +183,51 @@ def save(
     final = paths.checkpoint_dir(experiment, arm, epoch)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = paths.checkpoint_scratch(final, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
-    torch.save(trainer_state, tmp / "trainer_state.pt")
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    torch.save(trainer_state, tmp / paths.CHECKPOINT_STATE)
     for f in tmp.iterdir():
         with open(f, "rb+") as fh:
             os.fsync(fh.fileno())
+    files.write_atomic(tmp / paths.CHECKPOINT_META, json.dumps(meta, indent=1, sort_keys=True))  # last
     if final.exists():  # the same epoch saved again (a resumed run redoing it): replace
-        old = root / f".{final.name}.old-{os.getpid()}"
+        old = paths.checkpoint_scratch(final, "old")
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(root)
+    files.fsync_dir(root)
     if best:
-        _write_text_atomic(paths.best_checkpoint_file(experiment, arm), final.name + "\n")
-    _write_text_atomic(paths.latest_checkpoint_file(experiment, arm), final.name + "\n")
+        files.write_atomic(paths.best_checkpoint_file(experiment, arm), final.name + "\n")
+    files.write_atomic(paths.latest_checkpoint_file(experiment, arm), final.name + "\n")
     return final
 
 
-def _pointer(file: Path) -> Path | None:
-    try:
-        name = file.read_text().strip()
-    except OSError:
-        return None
-    target = file.parent / name
-    return target if EPOCH_RE.match(name) and (target / "trainer_state.pt").is_file() else None
-
-
-def latest(experiment: str, arm: str) -> Path | None:
-    """The newest complete checkpoint, or None."""
-    return _pointer(paths.latest_checkpoint_file(experiment, arm))
-
-
-def best(experiment: str, arm: str) -> Path | None:
-    return _pointer(paths.best_checkpoint_file(experiment, arm))
-
-
-def epochs(experiment: str, arm: str) -> list[int]:
-    root = paths.arm_checkpoints_dir(experiment, arm)
-    if not root.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in root.iterdir() if (m := EPOCH_RE.match(p.name)) and p.is_dir())
-
-
 def prune(experiment: str, arm: str, keep_last: int) -> list[int]:
-    """Delete checkpoints other than the last `keep_last` and the best; leftovers of interrupted
-    writes too. Returns the epochs deleted."""
+    """Delete checkpoints other than the last `keep_last`, the latest and the best; leftovers of
+    interrupted writes too. Returns the epochs deleted."""
     root = paths.arm_checkpoints_dir(experiment, arm)
-    for p in root.glob(".epoch_*"):
+    for p in root.glob(paths.CHECKPOINT_SCRATCH_GLOB):
         shutil.rmtree(p, ignore_errors=True)
-    keep = set(epochs(experiment, arm)[-keep_last:])
-    for pointer in (latest(experiment, arm), best(experiment, arm)):
-        if pointer is not None:
-            keep.add(int(EPOCH_RE.match(pointer.name).group(1)))
-    gone = [e for e in epochs(experiment, arm) if e not in keep]
-    for e in gone:
-        shutil.rmtree(paths.checkpoint_dir(experiment, arm, e), ignore_errors=True)
+    found = read_arm(experiment, arm)
+    keep = {c.epoch for c in found.complete[-keep_last:]}
+    keep |= {c.epoch for c in (found.latest, found.best) if c is not None}
+    gone = [c.epoch for c in found.complete if c.epoch not in keep]
+    for c in found.complete:
+        if c.epoch not in keep:
+            shutil.rmtree(c.path, ignore_errors=True)
     return gone
 
 
 def load_state(directory: Path) -> tuple[dict, dict]:
+    """(trainer state, meta) of a checkpoint, for resuming."""
     import torch
 
-    state = torch.load(directory / "trainer_state.pt", map_location="cpu", weights_only=False)
-    return state, json.loads((directory / "meta.json").read_text())
+    state_file = directory / paths.CHECKPOINT_STATE
+    if not state_file.is_file():
+        raise UserError(f"cannot resume from {directory}: no {paths.CHECKPOINT_STATE} (not written by the trainer)")
+    state = torch.load(state_file, map_location="cpu", weights_only=False)
+    return state, json.loads((directory / paths.CHECKPOINT_META).read_text())
