@@ -13,6 +13,7 @@ import pytest
 from helpers import status_json, wait_final
 from orchestrator.core import monitor, paths
 from orchestrator.core.registry import Registry
+from orchestrator.executors import slurm
 
 pytestmark = pytest.mark.slurm
 
@@ -116,9 +117,9 @@ stages:
     submit(cli, path)
     seen = 0
     while True:
-        before = len(monitor.scheduler_calls)
+        before = len(slurm.scheduler_calls)
         tasks = monitor.refresh(Registry(), "calls")
-        calls = [c[0] for c in monitor.scheduler_calls[before:]]
+        calls = [c[0] for c in slurm.scheduler_calls[before:]]
         assert calls.count("squeue") <= 1 and calls.count("sacct") <= 1, calls
         seen += 1
         if all(t.final for t in tasks):
@@ -338,15 +339,15 @@ stages:
 """,
     )
     submit(cli, path)
-    real_call = monitor._call
-    monkeypatch.setattr(monitor, "_call", lambda cmd: None if cmd[0] == "sacct" else real_call(cmd))
+    real_call = slurm._call
+    monkeypatch.setattr(slurm, "_call", lambda cmd: None if cmd[0] == "sacct" else real_call(cmd))
     tasks = wait_final("nosacct")
     assert tasks["good"].state == "COMPLETED" and tasks["bad"].state == "FAILED"
     # and when the controller has forgotten the jobs too, the status files still decide
     reg = Registry()
     reg.db.execute("UPDATE tasks SET state = 'RUNNING' WHERE experiment = 'nosacct'")
-    monkeypatch.setattr(monitor, "squeue", lambda ids: {})
-    monkeypatch.setattr(monitor, "sacct", lambda ids: None)
+    monkeypatch.setattr(slurm, "squeue", lambda ids: {})
+    monkeypatch.setattr(slurm, "sacct", lambda ids: None)
     tasks = {t.run: t for t in monitor.refresh(reg, "nosacct")}
     assert tasks["good"].state == "COMPLETED" and tasks["bad"].state == "FAILED"
 
@@ -363,7 +364,7 @@ stages:
 """,
     )
     submit(cli, path)
-    monkeypatch.setattr(monitor, "_call", lambda cmd: None)
+    monkeypatch.setattr(slurm, "_call", lambda cmd: None)
     (t,) = monitor.refresh(Registry(), "offline")
     assert t.state in ("PENDING", "RUNNING")
     monkeypatch.undo()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core import paths
+from orchestrator.core.states import FINAL_STATES, PENDING
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -32,9 +33,6 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_by_run ON tasks(experiment, run);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state);
 """
-
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL"}
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED"}
 
 
 @dataclass
@@ -123,7 +121,7 @@ class Registry:
         assert job is not None  # set by every INSERT
         self.db.executemany(
             "INSERT INTO tasks (job, task, experiment, run, outputs, state, updated) VALUES (?,?,?,?,?,?,?)",
-            [(job, i, experiment, run, json.dumps(outs), "PENDING", now) for i, (run, outs) in enumerate(runs)],
+            [(job, i, experiment, run, json.dumps(outs), PENDING, now) for i, (run, outs) in enumerate(runs)],
         )
         return job
 

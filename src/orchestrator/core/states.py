@@ -20,3 +20,10 @@ SLURM_STATES = {
     "REVOKED": CANCELLED, "DEADLINE": TIMEOUT, "TIMEOUT": TIMEOUT, "PREEMPTED": PREEMPTED,
     "OUT_OF_MEMORY": OUT_OF_MEMORY, "NODE_FAIL": NODE_FAIL, "BOOT_FAIL": NODE_FAIL,
 }  # fmt: skip
+
+
+def normalise(slurm_state: str) -> str:
+    """SLURM's state text → ours. sacct adds detail ("CANCELLED by 0"), squeue may add "+";
+    a state we do not know counts as PENDING, so it is asked about again rather than closed."""
+    word = slurm_state.split()[0].rstrip("+") if slurm_state.strip() else ""
+    return SLURM_STATES.get(word, PENDING)

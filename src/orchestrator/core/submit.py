@@ -1,10 +1,9 @@
-"""Submission through submitit: its SLURM executor on a cluster, its local executor elsewhere.
+"""Submission: plan, skip what is already done, submit stage by stage, all or nothing.
 
-The script sbatch receives is exactly `render.render_stage(...)`: our executor subclass hands
-submitit the rendered text instead of letting it build its own. Units of one stage go in as ONE
-job array (one sbatch call); stages chain with afterok. Submissions of one experiment are
-serialised by a file lock, and units already pending, running or completed are not resubmitted
-unless forced, so two simultaneous submits yield one set of jobs.
+The executors (`executors.slurm`, `executors.local`) make the calls; this module decides what
+goes in. Units of one stage go in as ONE job array; stages chain with afterok. Submissions of one
+experiment are serialised by a file lock, and units already pending, running or completed are not
+resubmitted unless forced, so two simultaneous submits yield one set of jobs.
 """
 
 from __future__ import annotations
@@ -12,76 +11,21 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import submitit
 from submitit.core import utils as submitit_utils
 
-from orchestrator.core import paths, runner
+from orchestrator.core import paths
 from orchestrator.core.errors import SchedulerError, SpecError
 from orchestrator.core.monitor import refresh
 from orchestrator.core.plan import Stage, Unit, stages_of
-from orchestrator.core.registry import ACTIVE_STATES, Registry
+from orchestrator.core.registry import Registry
 from orchestrator.core.render import render_stage
 from orchestrator.core.spec import BaseSpec
-
-
-class TemplatedSlurmExecutor(submitit.SlurmExecutor):
-    """submitit's SLURM executor, submitting our rendered script and our dependencies."""
-
-    def __init__(self, folder: Path, script: str, dependency: str | None, time_minutes: int, n_tasks: int):
-        super().__init__(folder)
-        self.script = script
-        self.dependency = dependency
-        self.parameters["time"] = time_minutes  # submitit's timeout countdown reads it
-        self.n_tasks = n_tasks
-
-    def _make_submission_file_text(self, command: str, uid: str) -> str:
-        return self.script
-
-    def _make_submission_command(self, submission_file_path: Path) -> list[str]:
-        # Job ids of earlier stages are known only now, so they go on the command line and the
-        # script stays a pure render of the spec.
-        dep = [f"--dependency={self.dependency}"] if self.dependency else []
-        return ["sbatch", "--parsable", *dep, str(submission_file_path)]
-
-    @staticmethod
-    def _get_job_id_from_submission_command(string: bytes | str) -> str:
-        text = string.decode() if isinstance(string, bytes) else string
-        job_id = text.strip().split(";")[0]  # --parsable: "123" or "123;cluster"
-        if not job_id.isdigit():
-            raise submitit_utils.FailedSubmissionError(f"could not read a job id from sbatch's answer {text!r}")
-        return job_id
-
-    def _num_tasks(self) -> int:
-        return self.n_tasks
-
-    def _internal_process_submissions(self, delayed_submissions):
-        if len(delayed_submissions) == 1:
-            return super()._internal_process_submissions(delayed_submissions)
-        # An array: submitit's own path builds a fresh SlurmExecutor (its default script), so the
-        # same steps are taken here with this executor: pickle all, ONE sbatch, then name pickles.
-        folder = submitit_utils.JobPaths.get_first_id_independent_folder(self.folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        pickles = []
-        for i, d in enumerate(delayed_submissions):
-            p = folder / f".array_{os.getpid()}_{i}.pkl"
-            d.set_timeout(self.parameters["time"], self.max_num_timeout)
-            d.dump(p)
-            pickles.append(p)
-        first = self._submit_command(self._submitit_command_str)
-        jobs: list[submitit.Job] = [
-            submitit.SlurmJob(folder=self.folder, job_id=f"{first.job_id}_{a}", tasks=list(range(self.n_tasks)))
-            for a in range(len(delayed_submissions))
-        ]
-        for job, p in zip(jobs, pickles):
-            job.paths.move_temporary_file(p, "submitted_pickle")
-        return jobs
+from orchestrator.core.states import ACTIVE_STATES, CANCELLED, COMPLETED
+from orchestrator.executors import local, slurm
 
 
 def choose_executor(requested: str | None) -> str:
@@ -125,14 +69,17 @@ def experiment_lock(experiment: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def make_plan(spec: BaseSpec, executor: str, registry: Registry | None, force: bool) -> Plan:
-    plan = Plan(spec.name, executor, stages_of(spec))
+def make_plan(
+    spec: BaseSpec, executor: str, registry: Registry | None, force: bool, stages: list[Stage] | None = None
+) -> Plan:
+    """`stages`: the spec's plan when the caller has made it already (planning may read files)."""
+    plan = Plan(spec.name, executor, stages if stages is not None else stages_of(spec))
     current = {t.run: t for t in refresh(registry, spec.name)} if registry else {}
     for stage in plan.stages:
         todo, skipped = [], []
         for u in stage.units:
             t = current.get(u.run)
-            if not force and t is not None and (t.state in ACTIVE_STATES or t.state == "COMPLETED"):
+            if not force and t is not None and (t.state in ACTIVE_STATES or t.state == COMPLETED):
                 skipped.append((u.run, f"{t.state.lower()} as job {t.key}"))
             else:
                 todo.append(u)
@@ -145,11 +92,13 @@ def make_plan(spec: BaseSpec, executor: str, registry: Registry | None, force: b
 def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted]:
     """Submit every stage that has work; all or nothing: if one sbatch fails, those already
     submitted by this call are cancelled."""
-    for stage in stages_of(spec):  # a bad plan or template fails before any state is touched
+    stages = stages_of(spec)
+    for stage in stages:  # a bad plan or template fails before any state is touched
         render_stage(spec.name, stage, source=getattr(spec, "_source", "-"))
+    spec.check_submit()  # what only a real submit needs (an API key exported, ...)
     registry = Registry()
     with experiment_lock(spec.name):
-        plan = make_plan(spec, executor, registry, force)
+        plan = make_plan(spec, executor, registry, force, stages)
         registry.add_experiment(spec.name, spec.kind, getattr(spec, "_source", ""), spec.model_dump_json())
         active = {t.run: t for t in registry.tasks(spec.name) if t.state in ACTIVE_STATES}
         for other in sorted({r.split("/", 1)[0] for s in plan.stages for r in s.after_runs}):
@@ -163,7 +112,10 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
                 deps = _dependencies(stage, plan, done, active)
                 for u in units:  # an old attempt's status must not speak for the new one
                     paths.status_file(spec.name, u.run).unlink(missing_ok=True)
-                job_id = (_submit_slurm if executor == "slurm" else _submit_local)(spec.name, stage, units, plan, deps)
+                if executor == "slurm":
+                    job_id = slurm.submit_stage(spec.name, stage, units, plan.scripts[stage.name], deps)
+                else:
+                    job_id = local.submit_stage(spec.name, stage, units, deps)
                 registry.add_job(
                     job_id,
                     executor,
@@ -181,9 +133,9 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
             if done:
                 with registry.transaction() as db:
                     db.execute(
-                        "UPDATE tasks SET state='CANCELLED', reason='rolled back: a later stage failed to submit' "
+                        "UPDATE tasks SET state=?, reason='rolled back: a later stage failed to submit' "
                         "WHERE job IN (SELECT id FROM jobs WHERE scheduler_id IN (%s))" % ",".join("?" * len(done)),
-                        [s.job_id for s in done],
+                        [CANCELLED, *(s.job_id for s in done)],
                     )
             if isinstance(e, (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError)):
                 raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
@@ -211,63 +163,8 @@ def _dependencies(stage: Stage, plan: Plan, done: list[Submitted], active: dict)
     return sorted(set(deps))
 
 
-def _submit_slurm(experiment: str, stage: Stage, units: list[Unit], plan: Plan, deps: list[str]) -> str:
-    r = stage.resources
-    ex = TemplatedSlurmExecutor(
-        paths.stage_dir(experiment, stage.name),
-        plan.scripts[stage.name],
-        "afterok:" + ":".join(deps) if deps else None,
-        r.time_minutes,
-        r.nodes * r.tasks_per_node,
-    )
-    fns = [runner.unit_job(experiment, u, dict(stage.env.vars), stage.checkpointable) for u in units]
-    if len(fns) == 1:
-        return ex.submit(fns[0]).job_id
-    return ex.submit_array(fns)[0].job_id.split("_")[0]
-
-
-def _submit_local(experiment: str, stage: Stage, units: list[Unit], plan: Plan, deps: list[str]) -> str:
-    folder = paths.stage_dir(experiment, stage.name)
-    ex = submitit.LocalExecutor(folder)
-    env_vars = dict(stage.env.vars)
-    r = stage.resources
-    # One unit runs as many tasks as on SLURM (e.g. one per learner); an array's controller is one.
-    ex.update_parameters(
-        timeout_min=r.time_minutes, tasks_per_node=r.nodes * r.tasks_per_node if len(units) == 1 else 1
-    )
-    if len(units) == 1:
-        job = ex.submit(runner.run_local, experiment, units[0], env_vars, deps)
-    else:
-        job = ex.submit(runner.run_local_array, experiment, units, env_vars, stage.array_parallelism, str(folder), deps)
-    return job.job_id
-
-
 def cancel_job(job_id: str, executor: str) -> None:
-    if executor == "slurm":
-        subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
-    else:
-        _kill_tree(int(job_id.split("_")[0]))
-
-
-def _kill_tree(pid: int) -> None:
-    """The local controller and everything it started (array units run as child processes)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    todo, tree = [pid], []
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += children.get(p, [])
-    for p in tree:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    (slurm.cancel if executor == "slurm" else local.cancel)(job_id)
 
 
 def describe(plan: Plan) -> str:

@@ -1,30 +1,60 @@
 """The evaluation job: one checkpoint × one suite task → logs/<exp>/eval/<arm>/<checkpoint>/<task>.json.
 
-Generation goes through the inference backends (transformers; vLLM with tensor parallelism when
-`backend: vllm` and `tensor_parallel_size` > 1); scoring through `suites.scoring` (code in the
-sandbox). `checkpoint` is a directory name ("epoch_3"), or resolved when the job runs, after
-training ended: "final" (the arm's latest and best) or "pending" (every checkpoint of the arm
-without a result yet). The result file is written once, atomically, at the end.
+Generation and scoring go through the one pipeline (`generation.pipeline`), as inference does:
+the inference backends (transformers; vLLM with tensor parallelism when `backend: vllm` and
+`tensor_parallel_size` > 1), the task's scorer (code in the sandbox), one per-example record
+appended per batch to `<task>.jsonl` beside the result. A killed evaluation resumes from that file:
+finished examples are not generated again. The result `<task>.json` is written atomically once
+every example is done. `checkpoint` is a directory name ("epoch_3"), or resolved when the job runs,
+after training ended: "final" (the arm's latest and best) or "pending" (every checkpoint of the arm
+without a result yet).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
+from orchestrator.core.files import SCHEMA_VERSION, write_json_atomic
+from orchestrator.core.plan import UnitArgs
+from orchestrator.generation import pipeline
+from orchestrator.generation.backends import load_backend
+from orchestrator.generation.examples import build_examples
+from orchestrator.generation.models import ModelConfig, safe_name
+from orchestrator.generation.task import Task
+from orchestrator.kinds.eval.discover import discover
+from orchestrator.kinds.eval.suites import load_suite
+from orchestrator.scoring.sandbox import pass_at_k
 
-SCHEMA_VERSION = 1
+ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
+
+
+class EvalArgs(UnitArgs):
+    """What one eval unit runs: `evaluate_checkpoint(run_dir, experiment, **args.kwargs())`."""
+
+    train_experiment: str
+    arm: str
+    checkpoint: str  # epoch_<N> | "final" | "pending"
+    task: str
+    suite: str  # name or YAML path
+    data_root: str | None = None
+    backend: str = "transformers"
+    batch_size: int = 8
+    tensor_parallel_size: int = 1
+    limit: int | None = None
+    best_metric: str = "val/reward_mean"
+    config: dict | None = None
+
+    def describe(self) -> str:
+        gpus = f" tp={self.tensor_parallel_size}" if self.tensor_parallel_size > 1 else ""
+        return f"model={self.arm}/{self.checkpoint} task={self.task} backend={self.backend}{gpus}"
 
 
 def resolve(train_experiment: str, arm: str, checkpoint: str, task: str, best_metric: str) -> list:
     """The Checkpoint objects a unit evaluates."""
-    from orchestrator.kinds.eval.discover import discover
-
     found = discover(train_experiment, [arm], best_metric, require=False)[arm]
     by_name = {c.name: c for c in found.checkpoints}
     if checkpoint == "final":
@@ -53,13 +83,6 @@ def _max_length(checkpoint_dir: Path, default: int = 4096) -> int:
         return default
 
 
-def _workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def evaluate_checkpoint(
     run_dir: str,
     experiment: str,
@@ -77,30 +100,27 @@ def evaluate_checkpoint(
     config: dict | None = None,
 ) -> int:
     """Entry point of one eval unit (see the module docstring); returns 0 when every result is written."""
-    from orchestrator.kinds.eval.suites import load_suite
-
     suite_obj = load_suite(suite, data_root)
     t = suite_obj.task(task)
     for ckpt in resolve(train_experiment, arm, checkpoint, task, best_metric):
         started = time.time()
         result = evaluate_one(train_experiment, arm, ckpt, t, backend, batch_size, tensor_parallel_size, limit)
+        sampling = t.sampling()
         result["config"] = {
             **(config or {}),
             "suite": suite_obj.name,
             "suite_file": suite_obj.source,
-            "data_file": str(t.data_file),
+            "data_file": str(t.dataset.data_files),
             "checkpoint_path": str(ckpt.path),
             "backend": backend,
             "tensor_parallel_size": tensor_parallel_size,
             "limit": limit,
-            "max_tokens": t.config.max_tokens,
-            "samples": t.config.samples,
-            "temperature": t.config.sampling_temperature,
-            "scorer": t.config.scorer,
+            "max_tokens": sampling.max_new_tokens,
+            "samples": sampling.samples,
+            "temperature": sampling.temperature,
+            "scorer": t.scorer,
         }
         result["wall_time_s"] = time.time() - started
-        from orchestrator.core.runner import write_json_atomic
-
         write_json_atomic(paths.eval_result(train_experiment, arm, ckpt.name, task), result)
         print(
             f"{arm}/{ckpt.name}/{task}: {result['primary_metric']} = {result['metrics'][result['primary_metric']]:.4f} "
@@ -114,94 +134,56 @@ def evaluate_one(
     train_experiment: str,
     arm: str,
     ckpt,
-    task,
+    task: Task,
     backend: str,
     batch_size: int,
     tensor_parallel_size: int,
     limit: int | None,
 ) -> dict:
-    from orchestrator.generation.backends import load_backend
-    from orchestrator.generation.backends.base import Request
-    from orchestrator.generation.models import ModelConfig, safe_name
-    from orchestrator.kinds.eval.suites import field_value, read_examples, render_prompt
-    from orchestrator.scoring.sandbox import pass_at_k
-    from orchestrator.scoring.suite_scorers import CODE_SCORERS, score
-
-    cfg = task.config
-    examples = read_examples(task, limit)
+    """Generate and score what `<task>.jsonl` lacks (resuming a killed run), then the result."""
+    examples = build_examples(task, limit=limit, seeded=False)
     if not examples:
-        raise UserError(f"task {task.name}: {task.data_file} has no examples")
+        raise UserError(f"task {task.name}: {task.dataset.data_files} has no examples")
     model = ModelConfig(
         name=safe_name(f"{arm}-{ckpt.name}"),
         path=str(ckpt.path),
-        backend=backend,
+        backend=backend,  # type: ignore[arg-type]
         tensor_parallel_size=tensor_parallel_size,
         max_length=_max_length(ckpt.path),
     )
     options = {"batch_size": batch_size} if backend == "transformers" else {}
-    engine = load_backend(backend, model, **options)
-    try:
-        template = getattr(engine, "apply_chat_template", None)
-        requests = []
-        for ex in examples:
-            prompt = render_prompt(task, ex)
-            prompt = template(prompt) if template else prompt
-            for k in range(cfg.samples):
-                requests.append(
-                    Request(
-                        id=f"{ex['_id']}#{k}",
-                        prompt=prompt,
-                        max_new_tokens=cfg.max_tokens,
-                        temperature=cfg.sampling_temperature,
-                        top_p=cfg.top_p,
-                        stop=cfg.stop,
-                        seed=k if cfg.samples > 1 else None,
-                    )
-                )
-        generations = engine.generate(requests)
-    finally:
-        engine.close()
+    sampling = task.sampling()
+    records = pipeline.run(
+        task,
+        examples,
+        paths.eval_predictions(train_experiment, arm, ckpt.name, task.name),
+        lambda: load_backend(backend, model, **options),
+        model=model.name,
+        sampling=sampling,
+        batch_size=batch_size,
+    )
+    return eval_result(train_experiment, arm, ckpt, task, records, sampling.samples)
 
-    def gold_of(ex: dict):
-        if cfg.scorer in CODE_SCORERS:
-            return None  # code is judged by its tests, not a reference answer
-        try:
-            return field_value(ex, cfg.gold)
-        except KeyError:
-            raise UserError(
-                f"task {task.name}: record {ex['_id']} has no gold field {cfg.gold!r} (fields: {', '.join(sorted(ex))})"
-            ) from None
 
-    jobs = [
-        (g.text, ex, gold_of(ex))
-        for i, ex in enumerate(examples)
-        for g in generations[i * cfg.samples : (i + 1) * cfg.samples]
+def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list[dict], samples: int) -> dict:
+    """The result file's content from the per-example records (docs/architecture.md)."""
+    code = pipeline.runs_code(task.scorer)
+    metric = task.correct.metric
+    per_example = [
+        {
+            "id": r["id"],
+            "correct": bool(r["correct"]),
+            "score": r["scores"].get(metric) or 0.0,
+            "samples_correct": pipeline.samples_correct(r),
+            "completion_tokens": r["completion_tokens"],
+        }
+        for r in records
     ]
-    workers = _workers() if cfg.scorer in CODE_SCORERS else 1  # sandboxes run in parallel processes
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        scores = list(pool.map(lambda j: score(cfg.scorer, j[0], j[1], j[2], timeout_s=cfg.timeout_s), jobs))
-
-    per_example, correct_counts = [], []
-    for i, ex in enumerate(examples):
-        s = scores[i * cfg.samples : (i + 1) * cfg.samples]
-        correct_counts.append(sum(1 for x in s if x >= 1.0))
-        per_example.append(
-            {
-                "id": ex["_id"],
-                "correct": s[0] >= 1.0,
-                "score": sum(s) / len(s),
-                "samples_correct": correct_counts[-1],
-                "completion_tokens": sum(
-                    g.completion_tokens for g in generations[i * cfg.samples : (i + 1) * cfg.samples]
-                ),
-            }
-        )
-    n = len(examples)
+    n = len(records)
     metrics = {"accuracy": sum(p["score"] for p in per_example) / n}
-    if cfg.scorer in CODE_SCORERS or cfg.samples > 1:
-        for k in sorted({1, cfg.samples}):
-            metrics[f"pass@{k}"] = sum(pass_at_k(cfg.samples, c, k) for c in correct_counts) / n
-    primary = "pass@1" if cfg.scorer in CODE_SCORERS else "accuracy"
+    if code or samples > 1:
+        for k in sorted({1, samples}):
+            metrics[f"pass@{k}"] = sum(pass_at_k(samples, p["samples_correct"], k) for p in per_example) / n
     return {
         "schema_version": SCHEMA_VERSION,
         "experiment": train_experiment,
@@ -209,12 +191,12 @@ def evaluate_one(
         "checkpoint": ckpt.name,
         "epoch": ckpt.epoch,
         "step": ckpt.step,
-        "domain": task.domain,
+        "domain": task.domain_name,
         "task": task.name,
         "n": n,
-        "samples": cfg.samples,
+        "samples": samples,
         "metrics": metrics,
-        "primary_metric": primary,
+        "primary_metric": "pass@1" if code else "accuracy",
         "higher_is_better": True,
         "per_example": per_example,
     }

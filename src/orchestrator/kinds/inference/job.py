@@ -26,75 +26,40 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core import paths
-from orchestrator.core.runner import write_json_atomic
-from orchestrator.generation.backends.base import Generation, Request
+from orchestrator.core.files import SCHEMA_VERSION, write_atomic, write_json_atomic
+from orchestrator.core.plan import UnitArgs
+from orchestrator.generation import pipeline
+from orchestrator.generation.backends import load_backend
+from orchestrator.generation.examples import build_examples, render_csv_row
 from orchestrator.generation.models import ModelConfig, disk_size_gb, ensure_built
-from orchestrator.generation.tasks import TaskConfig, build_examples, render_csv_row
-from orchestrator.scoring.metrics import auroc, confidence_from_logprobs, expected_calibration_error
-from orchestrator.scoring.scorers import load_scorer
+from orchestrator.generation.task import Task
+from orchestrator.scoring.metrics import auroc, expected_calibration_error
 
-SCHEMA_VERSION = 1
 PROGRESS_FILE = ".progress.json"  # timing accounting across resumed sessions
 
 
-# --------------------------------------------------------------------------- predictions file
+class InferenceArgs(UnitArgs):
+    """What one inference unit runs: `run_inference(run_dir, experiment, **args.kwargs())`."""
 
+    model: ModelConfig
+    task: Task
+    backend: str | None = None  # default: the model's own
+    batch_size: int = 8
+    limit: int | None = None
+    smoke: bool = False
+    seed: int = 0
+    device: str = "auto"
+    backend_options: dict[str, Any] = {}
+    wandb: dict[str, Any] | None = None
+    gpus: int | None = None  # what the plan asked for (shown by --dry-run, kept in the config)
 
-def read_predictions(path: Path) -> list[dict]:
-    """Complete records of a predictions file; a torn last line (a kill mid-write) is cut off
-    the file itself so the next append starts on a fresh line. Duplicates: the first wins."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
-            f.flush()
-            os.fsync(f.fileno())
-    records, seen = [], set()
-    for line in data[:end].splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        if rec["id"] not in seen:
-            seen.add(rec["id"])
-            records.append(rec)
-    return records
-
-
-def append_records(path: Path, records: list[dict]) -> None:
-    """Append a batch of records with one write, then fsync: the batch is on disk or not started."""
-    payload = "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if hasattr(x, "isoformat"):
-        return x.isoformat()
-    return str(x)
+    def describe(self) -> str:
+        gpus = "" if self.gpus is None else f" gpus={self.gpus}"
+        return f"model={self.model.name} task={self.task.name}{gpus}"
 
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def score_record(task: TaskConfig, prediction: str, gold: Any) -> tuple[dict[str, float], bool | None]:
-    scores = load_scorer(task.scorer)(prediction, gold)
-    value = scores.get(task.correct.metric)
-    return scores, (None if value is None else bool(value >= task.correct.threshold))
 
 
 def summarize_metrics(records: list[dict]) -> dict[str, float | None]:
@@ -126,8 +91,8 @@ def calibration(records: list[dict], which: str = "mean") -> dict[str, float | N
 def run_inference(
     run_dir: str,
     experiment: str,
-    model: dict,
-    task: dict,
+    model: ModelConfig | dict,
+    task: Task | dict,
     backend: str | None = None,
     batch_size: int = 8,
     limit: int | None = None,
@@ -136,12 +101,13 @@ def run_inference(
     device: str = "auto",
     backend_options: dict | None = None,
     wandb: dict | None = None,
+    gpus: int | None = None,
 ) -> int:
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model_cfg = ModelConfig.model_validate(model)
-    task_cfg = TaskConfig.model_validate(task)
+    task_cfg = Task.model_validate(task)
     backend_name = backend or model_cfg.backend
     config = {
         "model": model_cfg.model_dump(mode="json"),
@@ -155,42 +121,43 @@ def run_inference(
         "backend_options": backend_options or {},
         "experiment": experiment,
     }
-
     examples = build_examples(task_cfg, limit=limit, seed=seed, smoke=smoke)
-    pred_path = out / paths.PREDICTIONS_FILE
-    done = {r["id"]: r for r in read_predictions(pred_path)}
-    todo = [ex for ex in examples if ex["id"] not in done]
     progress = _read_progress(out)
-    print(
-        f"inference {model_cfg.name} × {task_cfg.name}: {len(examples)} examples, {len(examples) - len(todo)} "
-        f"already done, {len(todo)} to run",
-        flush=True,
-    )
+
+    def open_backend():
+        ensure_built(model_cfg)
+        t0 = time.perf_counter()
+        options = dict(backend_options or {})
+        if backend_name == "transformers":
+            options.setdefault("batch_size", batch_size)
+            options.setdefault("device", device)
+        engine = load_backend(backend_name, model_cfg, **options)
+        progress["load_time_s"] = time.perf_counter() - t0
+        return engine
+
+    def on_batch(records: list[dict], gens: list, latency: float) -> None:
+        progress["completion_tokens"] = progress.get("completion_tokens", 0) + sum(g.completion_tokens for g in gens)
+        progress["generate_s"] = progress.get("generate_s", 0.0) + latency
+        write_json_atomic(out / PROGRESS_FILE, progress)
 
     from orchestrator.generation.hardware import HardwareMonitor
 
     hw = HardwareMonitor().start()
     try:
-        if todo:
-            ensure_built(model_cfg)
-            new = _generate(
-                model_cfg,
-                task_cfg,
-                backend_name,
-                todo,
-                batch_size,
-                device,
-                backend_options or {},
-                seed,
-                pred_path,
-                out,
-                progress,
-            )
-            done.update({r["id"]: r for r in new})
+        records = pipeline.run(
+            task_cfg,
+            examples,
+            out / paths.PREDICTIONS_FILE,
+            open_backend,
+            model=model_cfg.name,
+            sampling=task_cfg.sampling(model_cfg.generation),
+            batch_size=batch_size,
+            seed=seed,
+            on_batch=on_batch,
+        )
     finally:
         hw.stop()
 
-    records = [done[ex["id"]] for ex in examples]
     progress["wall_time_s"] = progress.get("wall_time_s", 0.0) + (time.perf_counter() - started)
     hardware = hw.metrics()
     if hardware["gpu_name"] is None and progress.get("hardware"):
@@ -233,97 +200,14 @@ def _read_progress(out: Path) -> dict:
         return {"completion_tokens": 0, "generate_s": 0.0}
 
 
-def _generate(
-    model: ModelConfig,
-    task: TaskConfig,
-    backend_name: str,
-    todo: list[dict],
-    batch_size: int,
-    device: str,
-    backend_options: dict,
-    seed: int,
-    pred_path: Path,
-    out: Path,
-    progress: dict,
-) -> list[dict]:
-    from orchestrator.generation.backends import load_backend
-
-    t0 = time.perf_counter()
-    options = dict(backend_options)
-    if backend_name == "transformers":
-        options.setdefault("batch_size", batch_size)
-        options.setdefault("device", device)
-    backend = load_backend(backend_name, model, **options)
-    progress["load_time_s"] = time.perf_counter() - t0
-    chat = getattr(backend, "apply_chat_template", None)
-    gen = model.generation
-    tg = task.generation
-    settings = dict(
-        max_new_tokens=tg.max_new_tokens or gen.max_new_tokens,
-        temperature=gen.temperature if tg.temperature is None else tg.temperature,
-        top_p=gen.top_p if tg.top_p is None else tg.top_p,
-        stop=tuple(gen.stop if tg.stop is None else tg.stop),
-    )
-    written = []
-    try:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            reqs = [
-                Request(
-                    id=ex["id"],
-                    prompt=chat(ex["prompt"]) if chat else ex["prompt"],
-                    seed=seed if settings["temperature"] > 0 else None,
-                    **settings,
-                )
-                for ex in batch
-            ]
-            t = time.perf_counter()
-            gens = backend.generate(reqs)
-            latency = time.perf_counter() - t
-            records = [_record(model, task, ex, g, latency) for ex, g in zip(batch, gens)]
-            append_records(pred_path, records)
-            written += records
-            progress["completion_tokens"] = progress.get("completion_tokens", 0) + sum(
-                g.completion_tokens for g in gens
-            )
-            progress["generate_s"] = progress.get("generate_s", 0.0) + latency
-            write_json_atomic(out / PROGRESS_FILE, progress)
-            print(f"  {start + len(batch)}/{len(todo)} ({latency:.2f}s)", flush=True)
-    finally:
-        backend.close()
-    return written
-
-
-def _record(model: ModelConfig, task: TaskConfig, ex: dict, g: Generation, latency: float) -> dict:
-    scores, correct = score_record(task, g.text, ex["gold"])
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "id": ex["id"],
-        "task": task.name,
-        "model": model.name,
-        "domain": ex["domain"],
-        "prompt": ex["prompt"],
-        "prediction": g.text,
-        "gold": ex["gold"],
-        "scores": scores,
-        "correct": correct,
-        "confidence": confidence_from_logprobs(g.token_logprobs),
-        "latency_s": latency,
-        "prompt_tokens": g.prompt_tokens,
-        "completion_tokens": g.completion_tokens,
-        "finish_reason": g.finish_reason,
-    }
-
-
-def _write_csv(path: Path, task: TaskConfig, records: list[dict], examples: list[dict]) -> None:
+def _write_csv(path: Path, task: Task, records: list[dict], examples: list[dict]) -> None:
+    assert task.csv is not None
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(task.csv.columns))
     writer.writeheader()
     for rec, ex in zip(records, examples):
         writer.writerow(render_csv_row(task, {**rec, "row": ex["row"]}))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- W&B
@@ -385,19 +269,3 @@ def log_wandb(experiment: str, run: str, summary: dict, records: list[dict], opt
     except Exception as e:  # noqa: BLE001 -- W&B trouble must not fail an inference run
         print(f"warning: W&B logging failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m orchestrator.kinds.inference.job ARGS.json`: run_inference with the keyword arguments in the file."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(
-            "usage: python -m orchestrator.kinds.inference.job ARGS.json  (run_inference keyword arguments)",
-            file=sys.stderr,
-        )
-        return 2
-    return run_inference(**json.loads(Path(argv[0]).read_text()))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from orchestrator.core import paths
-from orchestrator.core.runner import write_json_atomic
+from orchestrator.core.files import write_json_atomic
 from orchestrator.kinds.train import checkpoint, distributed
 from orchestrator.kinds.train.data import Example, epoch_order, load_verl_parquet, write_synthetic
 from orchestrator.kinds.train.distributed import local

@@ -1,0 +1,159 @@
+"""The local executor (no SLURM): submitit's LocalExecutor runs one controller process per stage.
+
+A single unit runs in the controller; an array's controller runs its units `parallelism` at a
+time, each in its own process (`python -m orchestrator.executors.local UNIT_FILE`) with the log
+file SLURM would write for that array task. The job id is the controller's pid. Dependencies are
+waited for here by polling the runs' states (afterok), and cancelling kills the process tree.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import submitit
+
+from orchestrator.core import paths
+from orchestrator.core.files import write_json_atomic
+from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.registry import Registry
+from orchestrator.core.runner import read_status, run_unit
+from orchestrator.core.states import CANCELLED, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING
+
+
+def submit_stage(experiment: str, stage: Stage, units: list[Unit], deps: list[str]) -> str:
+    """Start the stage's controller; `deps` are runs ("<experiment>/<run>" for another
+    experiment's) to wait for. Returns the controller's pid as the job id."""
+    folder = paths.stage_dir(experiment, stage.name)
+    ex = submitit.LocalExecutor(folder)
+    env_vars = dict(stage.env.vars)
+    r = stage.resources
+    # One unit runs as many tasks as on SLURM (e.g. one per learner); an array's controller is one.
+    ex.update_parameters(
+        timeout_min=r.time_minutes, tasks_per_node=r.nodes * r.tasks_per_node if len(units) == 1 else 1
+    )
+    if len(units) == 1:
+        job = ex.submit(run_local, experiment, units[0], env_vars, deps)
+    else:
+        job = ex.submit(run_local_array, experiment, units, env_vars, stage.array_parallelism, str(folder), deps)
+    return job.job_id
+
+
+def run_local(experiment: str, unit: Unit, env_vars: dict, wait_for: list[str]) -> int:
+    """Controller of a single unit: wait for dependencies, then run it in this process."""
+    if wait_for and not _dependencies_ok(experiment, wait_for, [unit]):
+        return 1
+    return run_unit(experiment, unit, env_vars)
+
+
+def run_local_array(
+    experiment: str, units: list[Unit], env_vars: dict, parallelism: int, folder: str, wait_for: list[str]
+) -> int:
+    """Controller of an array: each unit in its own process and log file, as SLURM's tasks."""
+    if wait_for and not _dependencies_ok(experiment, wait_for, units):
+        return 1
+    job = os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())
+    unit_files = []
+    for i, unit in enumerate(units):
+        # pickled, as submitit does on SLURM: a unit's typed arguments come back as they were
+        f = Path(folder) / f".unit_{job}_{i}.pkl"
+        f.write_bytes(pickle.dumps({"experiment": experiment, "unit": unit, "env": env_vars}))
+        unit_files.append(f)
+
+    def one(i: int) -> int:
+        log = paths.job_log(Path(folder), f"{job}_{i}")
+        with open(log, "ab") as out:
+            return subprocess.run(
+                [sys.executable, "-m", "orchestrator.executors.local", str(unit_files[i])],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            ).returncode
+
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        codes = list(pool.map(one, range(len(units))))
+    if any(codes):
+        raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} units failed")
+    return 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except (OSError, IndexError):
+        return False
+
+
+def local_run_state(experiment: str, run: str, registry: Registry | None = None) -> str:
+    """State of a run under the local executor: its status file, else whether its controller lives."""
+    status = read_status(experiment, run) or {}
+    if status.get("state") in FINAL_STATES:
+        return status["state"]
+    reg = registry or Registry()
+    tasks = [t for t in reg.tasks(experiment) if t.run == run]
+    if not tasks or not pid_alive(int(tasks[0].scheduler_id)):
+        return FAILED
+    return status.get("state", PENDING)
+
+
+def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> bool:
+    """afterok: wait until the runs we depend on end; if one did not complete, mark our units
+    CANCELLED (as SLURM's kill-on-invalid-dep does)."""
+    while True:
+        states = [local_run_state(*(r.split("/", 1) if "/" in r else (experiment, r))) for r in runs]
+        if all(s == COMPLETED for s in states):
+            return True
+        bad = [r for r, s in zip(runs, states) if s not in (PENDING, RUNNING, COMPLETED)]
+        if bad:
+            for u in units:
+                write_json_atomic(
+                    paths.status_file(experiment, u.run),
+                    {
+                        "experiment": experiment,
+                        "run": u.run,
+                        "state": CANCELLED,
+                        "exit_code": None,
+                        "reason": f"dependency did not complete: {', '.join(bad)}",
+                        "ended": time.time(),
+                    },
+                )
+            return False
+        time.sleep(0.5)
+
+
+def cancel(job_id: str) -> None:
+    """The controller and everything it started (array units run as child processes)."""
+    pid = int(job_id.split("_")[0])
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    todo, tree = [pid], []
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def main() -> None:
+    """One array task, in its own process: `python -m orchestrator.executors.local UNIT_FILE`."""
+    data = pickle.loads(Path(sys.argv[1]).read_bytes())
+    run_unit(data["experiment"], data["unit"], data["env"])
+
+
+if __name__ == "__main__":
+    main()
