@@ -17,7 +17,8 @@ from judge_data import TASK_TAG, mixed, prediction, read_jsonl, write_prediction
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.kinds.judge.job import JudgeAbort, judge_run
+from orchestrator.kinds.judge.client import JudgeAbort
+from orchestrator.kinds.judge.job import judge_run
 
 KEY_ENV = "ORCH_TEST_JUDGE_KEY"
 KEY = "sk-test-7f3a9c-do-not-leak"
@@ -209,7 +210,8 @@ def test_plain_text_verdict_fallback(tmp_path):
 
 RESUME_SCRIPT = """
 import json, sys
-from orchestrator.kinds.judge.job import JudgeAbort, judge_run
+from orchestrator.kinds.judge.client import JudgeAbort
+from orchestrator.kinds.judge.job import judge_run
 judge_run(sys.argv[1], "exp", sys.argv[2], json.loads(sys.argv[3]))
 """
 

@@ -43,8 +43,8 @@ def test_files_input_plans_one_array_task_per_file(tmp_path, spec_file, orch_hom
     path = spec_file("j", spec_text(f"{{files: [{a}, extra.jsonl]}}", extra="num_workers: 4"))
     (stage,) = stages_of(load_spec(path, ["num_workers=32"]))
     assert [u.run for u in stage.units] == ["m1__gsm8k", "extra"]
-    assert [u.args["predictions"] for u in stage.units] == [str(a), str(b.resolve())]
-    assert {u.args["config"]["num_workers"] for u in stage.units} == {32}  # --set overrides the file
+    assert [u.args.predictions for u in stage.units] == [str(a), str(b.resolve())]
+    assert {u.args.config.num_workers for u in stage.units} == {32}  # --set overrides the file
     assert stage.units[0].outputs == (paths.JUDGED_FILE, paths.JUDGE_SUMMARY_FILE)
     assert stage.units[0].entry == "orchestrator.kinds.judge.job:judge_run"
 
@@ -57,8 +57,12 @@ def test_experiment_input_finds_its_runs(spec_file, orch_home, judge_env):
     assert [u.run for u in stage.units] == ["tiny__coqa", "tiny__gsm8k"]
     (stage,) = stages_of(load_spec(spec_file("j2", spec_text("{experiment: infer, runs: [tiny__coqa]}"))))
     assert [u.run for u in stage.units] == ["tiny__coqa"]
+    # an experiment that has produced nothing yet: nothing planned (render works), submit refuses
+    nothing = load_spec(spec_file("j3", spec_text("{experiment: nothing-here}")))
+    (stage,) = stages_of(nothing)
+    assert stage.units == ()
     with pytest.raises(SpecError, match="no predictions.jsonl under"):
-        stages_of(load_spec(spec_file("j3", spec_text("{experiment: nothing-here}"))))
+        nothing.check_submit()
     with pytest.raises(SpecError, match="inputs.runs: no predictions.jsonl for tiny__medqa"):
         stages_of(load_spec(spec_file("j4", spec_text("{experiment: infer, runs: [tiny__medqa]}"))))
 
@@ -105,6 +109,20 @@ def test_missing_endpoint_or_key_in_the_environment_is_refused_before_submitting
         ).code
         == 0
     )
+
+
+def test_shipped_spec_renders_without_key_endpoint_or_inputs(cli, monkeypatch):
+    """Rendering is pure: no key, endpoint or model exported, and the input experiment does not exist."""
+    for var in ("OPENAI_API_KEY", "ORCH_JUDGE_BASE_URL", "ORCH_JUDGE_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    res = cli("render", "judge-tagging")
+    assert res.code == 0, res.err
+    assert "#SBATCH" in res.out and "submitit.core._submit" in res.out
+    res = cli("submit", "judge-tagging", "--executor", "local")  # submitting checks the world
+    assert res.code == 2
+    for problem in ("$OPENAI_API_KEY", "$ORCH_JUDGE_BASE_URL", "$ORCH_JUDGE_MODEL", "no predictions.jsonl under"):
+        assert problem in res.err, res.err
+    assert not paths.registry_file().exists() or "judge-tagging" not in cli("status", "--json").out
 
 
 def test_shipped_spec_renders_and_holds_no_key(cli, tmp_path, judge_env, monkeypatch):
@@ -159,7 +177,7 @@ def test_vllm_server_template(spec_file, tmp_path, orch_home, judge_env):
     assert KEY not in script and KEY_ENV not in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)  # valid shell
     # the job may run without a key against its own server
-    assert all(u.args["config"]["key_required"] is False and u.args["config"]["base_url"] is None for u in stage.units)
+    assert all(u.args.config.key_required is False and u.args.config.base_url is None for u in stage.units)
 
 
 def test_local_executor_end_to_end(cli, spec_file, tmp_path, orch_home, monkeypatch):
@@ -206,4 +224,4 @@ def test_experiment_with_unfinished_runs_is_waited_for(spec_file, orch_home, jud
     (stage,) = stages_of(load_spec(spec_file("j", spec_text("{experiment: infer}"))))
     assert [u.run for u in stage.units] == ["tiny__coqa", "tiny__gsm8k"]
     assert stage.after_runs == ("infer/tiny__coqa", "infer/tiny__gsm8k")
-    assert stage.units[0].args["predictions"] == str(paths.run_dir("infer", "tiny__coqa") / paths.PREDICTIONS_FILE)
+    assert stage.units[0].args.predictions == str(paths.run_dir("infer", "tiny__coqa") / paths.PREDICTIONS_FILE)

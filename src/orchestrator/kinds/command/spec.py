@@ -12,15 +12,14 @@
 
 The command is executed without a shell (an argument list), so no value is ever interpreted
 by one; for pipes, write `run: [bash, -c, "..."]` yourself. `{run_dir}`, `{experiment}`,
-`{index}` in arguments are replaced by the unit's values.
+`{index}` in arguments are replaced by the unit's values in the job (`job.execute`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,7 @@ from pydantic import Field, field_validator, model_validator
 
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, Strict, deep_merge
-
-PLACEHOLDERS = ("{run_dir}", "{experiment}", "{index}")
+from orchestrator.kinds.command.job import CommandArgs
 
 
 def _argv(value: Any) -> Any:
@@ -79,8 +77,6 @@ class CommandSpec(BaseSpec):
 
     @model_validator(mode="after")
     def _stage_names(self) -> CommandSpec:
-        import re
-
         for name, stage in self.stages.items():
             if not re.match(NAME_RE, name):
                 raise ValueError(f"stage name {name!r}: use letters, digits, '.', '_' and '-' only")
@@ -99,8 +95,8 @@ class CommandSpec(BaseSpec):
             units = tuple(
                 Unit(
                     run=name if st.array is None else f"{name}-{i}",
-                    entry="orchestrator.kinds.command.spec:execute",
-                    args={"argv": [*st.run, *extra], "workdir": st.workdir or workdir_default, "index": i},
+                    entry="orchestrator.kinds.command.job:execute",
+                    args=CommandArgs(argv=(*st.run, *extra), workdir=st.workdir or workdir_default, index=i),
                     outputs=tuple(st.outputs),
                 )
                 for i, extra in enumerate(arg_sets)
@@ -116,17 +112,3 @@ class CommandSpec(BaseSpec):
                 )
             )
         return stages
-
-
-def execute(run_dir: str, experiment: str, argv: list[str], workdir: str, index: int) -> int:
-    """In the job: run the argument list (no shell) with placeholders filled in."""
-    values = {"{run_dir}": run_dir, "{experiment}": experiment, "{index}": str(index)}
-    filled = []
-    for arg in argv:
-        for key, value in values.items():
-            arg = arg.replace(key, value)
-        filled.append(arg)
-    # `python` in a command means the job's interpreter (the submitting venv), as after `activate`.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, PATH=path, ORCH_RUN_DIR=run_dir, ORCH_EXPERIMENT=experiment, ORCH_INDEX=str(index))
-    return subprocess.run(filled, cwd=workdir, env=env).returncode

@@ -9,12 +9,17 @@
       model: Qwen/Qwen2.5-7B-Instruct      # default: $ORCH_JUDGE_MODEL
       api_key_env: OPENAI_API_KEY          # the NAME of the variable; the key stays in the environment
     num_workers: 16                        # requests in flight
-    domains: {gsm8k: MATH}                 # task or domain name → tag (default: judge.DEFAULT_DOMAINS)
+    domains: {gsm8k: MATH}                 # task or domain name → tag (default: config.DEFAULT_DOMAINS)
 
-One array task per predictions file; each writes logs/<experiment>/<run>/judged.jsonl (resumable)
-and judge_summary.json. Runs of the inference experiment that are still pending or running are
-judged too: the array waits for them (afterok), and is cancelled if one of them fails. With `judge.server`, the job first starts a vLLM OpenAI server in its own
-allocation (templates/judge_vllm.sh.j2) and the judge talks to it on 127.0.0.1.
+One array task per predictions file (its entry point: `job.judge_run`, arguments `job.JudgeArgs`);
+each writes logs/<experiment>/<run>/judged.jsonl (resumable) and judge_summary.json. Runs of the
+inference experiment that are still pending or running are judged too: the array waits for them
+(afterok), and is cancelled if one of them fails. With `judge.server`, the job first starts a vLLM
+OpenAI server in its own allocation (templates/judge_vllm.sh.j2) and the judge talks to it on 127.0.0.1.
+
+Planning reads files and the registry only (never the scheduler, never a secret): `orchestrate
+render` works anywhere. What the job needs from the submitting shell (endpoint, model, key) and
+predictions to judge are checked by `check_submit`, at `orchestrate submit`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from orchestrator.core import paths
+from orchestrator.core import monitor, paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.registry import Registry
 from orchestrator.core.spec import ENV_NAME_RE, NAME_RE, BaseSpec, Strict
+from orchestrator.kinds.judge.config import BASE_URL_ENV, DEFAULT_TAGS, MODEL_ENV, JudgeConfig
+from orchestrator.kinds.judge.job import JudgeArgs
 
 TAG_PATTERN = r"^[A-Z][A-Z0-9_]*$"
 SECRET_KEYS = {"api_key", "key", "token", "openai_api_key", "secret", "password"}
@@ -117,7 +125,7 @@ class JudgeSpec(BaseSpec):
     num_workers: int = Field(8, ge=1, le=1024)  # requests in flight (--set num_workers=32)
     flush_every: int = Field(16, ge=1)  # judged records per append + fsync
     domains: dict[str, str] = Field(default_factory=dict)  # task or record domain → tag
-    tags: list[str] = Field(default_factory=lambda: ["MATH", "MED", "READ"], min_length=1)
+    tags: list[str] = Field(default_factory=lambda: list(DEFAULT_TAGS), min_length=1)
 
     @field_validator("tags")
     @classmethod
@@ -136,32 +144,33 @@ class JudgeSpec(BaseSpec):
 
     # ---------------------------------------------------------------- planning
 
-    def judge_config(self) -> dict:
+    def judge_config(self) -> JudgeConfig:
+        """What every unit is told (no key: only the name of its variable)."""
         j = self.judge
-        model = j.model or (j.server.model if j.server else None)
-        return {
-            "type": j.type,
-            "base_url": j.base_url,
-            "model": model,
-            "api_key_env": j.api_key_env,
-            "key_required": j.server is None,
-            "temperature": j.temperature,
-            "max_tokens": j.max_tokens,
-            "timeout_s": j.timeout_s,
-            "max_attempts": j.max_attempts,
-            "backoff_base_s": j.backoff_base_s,
-            "backoff_max_s": j.backoff_max_s,
-            "parse_attempts": j.parse_attempts,
-            "prompt": j.prompt,
-            "num_workers": self.num_workers,
-            "flush_every": self.flush_every,
-            "domains": dict(self.domains),
-            "tags": list(self.tags),
-        }
+        return JudgeConfig(
+            type=j.type,
+            base_url=j.base_url,
+            model=j.model or (j.server.model if j.server else None),
+            api_key_env=j.api_key_env,
+            key_required=j.server is None,
+            temperature=j.temperature,
+            max_tokens=j.max_tokens,
+            timeout_s=j.timeout_s,
+            max_attempts=j.max_attempts,
+            backoff_base_s=j.backoff_base_s,
+            backoff_max_s=j.backoff_max_s,
+            parse_attempts=j.parse_attempts,
+            prompt=j.prompt,
+            num_workers=self.num_workers,
+            flush_every=self.flush_every,
+            domains=dict(self.domains),
+            tags=tuple(self.tags),
+        )
 
     def sources(self) -> tuple[list[tuple[str, Path]], list[str]]:
         """(run name, predictions file) per unit, and the runs of inputs.experiment that have not
-        finished yet (the judge waits for them: afterok); SpecError when there is nothing to judge."""
+        finished yet (the judge waits for them: afterok); SpecError for a named file or run that
+        is not there."""
         shown = getattr(self, "_source", self.name)
         if self.inputs.files is not None:
             found, names = [], set()
@@ -178,26 +187,27 @@ class JudgeSpec(BaseSpec):
             return found, []
         return self._experiment_sources(shown)
 
-    def _unfinished_runs(self, exp: str) -> list[str]:
-        """Runs of `exp` that declare predictions and are pending or running (monitor's view)."""
+    def _unfinished_runs(self, exp: str, refresh: bool = False) -> list[str]:
+        """Runs of `exp` that declare predictions and are not final: as the registry last recorded
+        them (planning never asks the scheduler), or brought up to date first (`refresh`, at submit)."""
         if not paths.registry_file().exists():
             return []
-        from orchestrator.core.monitor import refresh
-        from orchestrator.core.registry import Registry
-
         reg = Registry()
         try:
-            return sorted({t.run for t in refresh(reg, exp) if not t.final and paths.PREDICTIONS_FILE in t.outputs})
+            tasks = monitor.refresh(reg, exp) if refresh else reg.tasks(exp)
+            return sorted({t.run for t in tasks if not t.final and paths.PREDICTIONS_FILE in t.outputs})
         finally:
             reg.close()
 
-    def _experiment_sources(self, shown: str) -> tuple[list[tuple[str, Path]], list[str]]:
+    def _experiment_sources(self, shown: str, refresh: bool = False) -> tuple[list[tuple[str, Path]], list[str]]:
+        """An experiment that has produced nothing yet plans no unit (render still shows the
+        script); `check_submit` refuses to submit that."""
         exp = self.inputs.experiment
         assert exp is not None
         exp_dir = paths.experiment_dir(exp)
-        pending = self._unfinished_runs(exp)
+        pending = self._unfinished_runs(exp, refresh)
         runs = sorted({p.parent.name for p in exp_dir.glob(f"*/{paths.PREDICTIONS_FILE}")} | set(pending))
-        if self.inputs.runs is not None:
+        if self.inputs.runs is not None and runs:
             missing = [r for r in self.inputs.runs if r not in runs]
             if missing:
                 raise SpecError(
@@ -206,45 +216,45 @@ class JudgeSpec(BaseSpec):
                     f"{exp_dir} (runs with predictions: {', '.join(runs) or 'none'})",
                 )
             runs = [r for r in runs if r in self.inputs.runs]
-        if not runs:
-            raise SpecError(
-                shown,
-                f"inputs.experiment: no {paths.PREDICTIONS_FILE} under {exp_dir}: run the "
-                f"inference experiment {exp!r} first (or check ORCH_HOME)",
-            )
         return [(r, exp_dir / r / paths.PREDICTIONS_FILE) for r in runs], [r for r in pending if r in runs]
 
-    def _check_environment(self) -> None:
-        """The job inherits the submitting shell's environment: what it will miss, fail on now."""
-        from orchestrator.kinds.judge.job import BASE_URL_ENV, MODEL_ENV
-
+    def check_submit(self) -> None:
+        """What the job will need from the world, checked at submit only (render and --dry-run stay
+        pure): the endpoint, model and key in this shell (the job inherits its environment), and
+        predictions to judge (the input experiment's runs, brought up to date with the scheduler)."""
         j, shown, problems = self.judge, getattr(self, "_source", self.name), []
-        if j.type != "llm" or j.server is not None:
-            return
-        if j.base_url is None and not os.environ.get(BASE_URL_ENV):
-            problems.append(
-                f"judge.base_url: not set, and ${BASE_URL_ENV} is not exported either; give the "
-                "endpoint (e.g. http://node1:8000/v1) or add judge.server to start one"
-            )
-        if j.model is None and not os.environ.get(MODEL_ENV):
-            problems.append(f"judge.model: not set, and ${MODEL_ENV} is not exported either; name the judge model")
-        if not os.environ.get(j.api_key_env):
-            problems.append(
-                f"judge.api_key_env: ${j.api_key_env} is not set in this shell; export it before "
-                "submitting (the job inherits it; it is never written down)"
-            )
+        if j.type == "llm" and j.server is None:
+            if j.base_url is None and not os.environ.get(BASE_URL_ENV):
+                problems.append(
+                    f"judge.base_url: not set, and ${BASE_URL_ENV} is not exported either; give the "
+                    "endpoint (e.g. http://node1:8000/v1) or add judge.server to start one"
+                )
+            if j.model is None and not os.environ.get(MODEL_ENV):
+                problems.append(f"judge.model: not set, and ${MODEL_ENV} is not exported either; name the judge model")
+            if not os.environ.get(j.api_key_env):
+                problems.append(
+                    f"judge.api_key_env: ${j.api_key_env} is not set in this shell; export it before "
+                    "submitting (the job inherits it; it is never written down)"
+                )
+        if self.inputs.experiment is not None:
+            sources, _ = self._experiment_sources(shown, refresh=True)
+            if not sources:
+                problems.append(
+                    f"inputs.experiment: no {paths.PREDICTIONS_FILE} under "
+                    f"{paths.experiment_dir(self.inputs.experiment)} and no run of it pending or running: "
+                    f"run the inference experiment {self.inputs.experiment!r} first (or check ORCH_HOME)"
+                )
         if problems:
             raise SpecError(shown, problems)
 
     def plan(self) -> list[Stage]:
-        self._check_environment()
         config = self.judge_config()
         sources, pending = self.sources()
         units = tuple(
             Unit(
                 run=run,
                 entry="orchestrator.kinds.judge.job:judge_run",
-                args={"predictions": str(path), "config": config},
+                args=JudgeArgs(predictions=str(path), config=config),
                 outputs=(paths.JUDGED_FILE, paths.JUDGE_SUMMARY_FILE),
             )
             for run, path in sources
@@ -255,7 +265,7 @@ class JudgeSpec(BaseSpec):
             template = "judge_vllm.sh.j2"
             template_vars = {
                 "server_model": server.model,
-                "served_name": config["model"],
+                "served_name": config.model,
                 "port_base": server.port_base,
                 "server_args": list(server.args),
                 "startup_timeout_s": server.startup_timeout_s,
