@@ -1,0 +1,120 @@
+"""State merging on recorded scheduler output (tests/executors/fixtures/, no cluster): what
+`refresh` makes of one squeue and one sacct answer, and of the jobs' own status files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core import monitor, paths
+from orchestrator.core.files import write_json_atomic
+from orchestrator.core.registry import Registry
+from orchestrator.executors import slurm
+
+FIXTURES = Path(__file__).parent.parent / "executors" / "fixtures"
+IDS = json.loads((FIXTURES / "ids.json").read_text())
+
+
+@pytest.fixture
+def registry(orch_home):
+    reg = Registry()
+    folder = str(orch_home / "jobs")
+    reg.add_job(IDS["array"], "slurm", "rec", "array", folder, "", [(f"a-{i}", []) for i in range(4)], [])
+    for role in ("fail", "cancel", "dependent", "timeout"):
+        reg.add_job(IDS[role], "slurm", "rec", role, folder, "", [(role, [])], [])
+    yield reg
+    reg.close()
+
+
+def replay(monkeypatch, when: str) -> list[list[str]]:
+    """Answer squeue/sacct with the recording taken `when` ('running' or 'done')."""
+    calls = []
+
+    def call(cmd):
+        calls.append(cmd)
+        ids = cmd[cmd.index("-j") + 1].split(",")  # as the scheduler does: only the jobs asked about
+        lines = (FIXTURES / f"{cmd[0]}_{when}.txt").read_text().splitlines(keepends=True)
+        text = "".join(line for line in lines if line.split("|")[0].split("_")[0] in ids)
+        return subprocess.CompletedProcess(cmd, 0, text, "")
+
+    monkeypatch.setattr(slurm, "_call", call)
+    return calls
+
+
+def test_while_running(registry, monkeypatch):
+    calls = replay(monkeypatch, "running")
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec")}
+    assert [c[0] for c in calls] == ["squeue", "sacct"]  # sacct only for those squeue has as ended
+    assert sorted(calls[1][calls[1].index("-j") + 1].split(",")) == sorted([IDS["fail"], IDS["cancel"]])
+    assert {r: t.state for r, t in tasks.items()} == {
+        "a-0": "RUNNING",
+        "a-1": "RUNNING",
+        "a-2": "PENDING",
+        "a-3": "PENDING",
+        "fail": "FAILED",
+        "cancel": "CANCELLED",
+        "dependent": "PENDING",
+        "timeout": "RUNNING",
+    }
+    assert tasks["a-2"].reason == "JobArrayTaskLimit" and tasks["dependent"].reason == "Dependency"
+    assert tasks["a-0"].node == "node1" and tasks["a-2"].node is None
+    assert tasks["fail"].exit_code == 1 and tasks["fail"].reason == "exit code 1"
+
+
+def test_after_the_end(registry, monkeypatch):
+    replay(monkeypatch, "done")
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec")}
+    assert {r: (t.state, t.exit_code) for r, t in tasks.items()} == {
+        "a-0": ("COMPLETED", 0),
+        "a-1": ("COMPLETED", 0),
+        "a-2": ("FAILED", 3),
+        "a-3": ("COMPLETED", 0),
+        "fail": ("FAILED", 1),
+        "cancel": ("CANCELLED", 0),
+        "dependent": ("CANCELLED", 0),
+        "timeout": ("TIMEOUT", 0),
+    }
+    assert tasks["dependent"].node is None  # sacct's 'None assigned'
+    # every task is final now: the next refresh asks the scheduler nothing
+    calls = replay(monkeypatch, "done")
+    monitor.refresh(registry, "rec")
+    assert calls == []
+
+
+def test_the_status_file_reason_explains_a_failure(registry, monkeypatch):
+    write_json_atomic(paths.status_file("rec", "a-2"), {"state": "FAILED", "exit_code": 3, "reason": "disk full"})
+    replay(monkeypatch, "done")
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec")}
+    assert tasks["a-2"].reason == "disk full"
+
+
+def test_completed_without_declared_outputs_is_failed(orch_home, monkeypatch):
+    reg = Registry()
+    reg.add_job(
+        IDS["array"], "slurm", "rec", "array", str(orch_home), "", [(f"a-{i}", ["out.txt"]) for i in range(4)], []
+    )
+    (paths.run_dir("rec", "a-0")).mkdir(parents=True)
+    (paths.run_dir("rec", "a-0") / "out.txt").write_text("x")
+    replay(monkeypatch, "done")
+    tasks = {t.run: t for t in monitor.refresh(reg, "rec")}
+    assert tasks["a-0"].state == "COMPLETED"
+    assert tasks["a-1"].state == "FAILED" and "out.txt" in tasks["a-1"].reason
+
+
+def test_forgotten_by_both_is_failed_not_waited_on(registry, monkeypatch):
+    monkeypatch.setattr(slurm, "_call", lambda cmd: subprocess.CompletedProcess(cmd, 0, "", ""))
+    tasks = monitor.refresh(registry, "rec")
+    assert {t.state for t in tasks} == {"FAILED"}
+    assert all("left the queue" in t.reason for t in tasks)
+
+
+def test_progress_counts():
+    class T:
+        def __init__(self, state):
+            self.state = state
+
+    c = monitor.progress([T(s) for s in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED", "FAILED", "TIMEOUT")])
+    assert dict(c) == {"done": 1, "running": 1, "pending": 2, "failed": 2, "total": 6}
