@@ -26,9 +26,11 @@ class UnitArgs(BaseModel):
 
     def describe(self) -> str:
         """What the unit runs, in one line for `submit --dry-run` (scalar fields by default)."""
-        return " ".join(
-            f"{k}={v}" for k, v in self.kwargs().items() if isinstance(v, (str, int, float)) and v not in ("", None)
-        )
+        return describe_scalars(self.kwargs())
+
+
+def describe_scalars(args: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in args.items() if isinstance(v, (str, int, float)) and v != "")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class Unit:
         return self.args.kwargs() if isinstance(self.args, UnitArgs) else dict(self.args)
 
     def describe(self) -> str:
-        return self.args.describe() if isinstance(self.args, UnitArgs) else ""
+        # untyped (dict) arguments: kinds still converting to UnitArgs get the default line
+        return self.args.describe() if isinstance(self.args, UnitArgs) else describe_scalars(self.args)
 
 
 @dataclass(frozen=True)

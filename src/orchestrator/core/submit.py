@@ -168,15 +168,22 @@ def cancel_job(job_id: str, executor: str) -> None:
 
 
 def describe(plan: Plan) -> str:
-    """Human-readable plan for --dry-run."""
+    """Human-readable plan for --dry-run: per stage its resources, then one line per unit (run
+    name and what it runs), and the units skipped with why."""
     lines = [f"experiment {plan.experiment} ({plan.executor} executor)"]
     for s in plan.stages:
         r = s.resources
         todo, skipped = plan.todo[s.name], plan.skipped[s.name]
-        shape = f"{r.nodes} node(s) × {r.tasks_per_node} task(s) × {r.cpus_per_task} cpu(s), {r.gpus_per_node} gpu(s)/node, time {r.time}"
+        shape = (
+            f"{r.nodes} node(s) × {r.tasks_per_node} task(s) × {r.cpus_per_task} cpu(s), "
+            f"{r.gpus_per_node} gpu(s)/node{f', mem {r.mem}' if r.mem else ''}, time {r.time}"
+        )
         after = f", after {', '.join((*s.after, *s.after_runs))}" if s.after or s.after_runs else ""
         kind = f"array of {len(todo)}" if len(todo) > 1 else "1 job" if todo else "nothing"
         lines.append(f"  stage {s.name}: submit {kind}{after}; {shape}")
+        width = max((len(u.run) for u in todo), default=0)
+        for u in todo:
+            lines.append(f"    {u.run:<{width}}  {u.describe()}".rstrip())
         for run, why in skipped:
             lines.append(f"    skip {run}: {why}")
     return "\n".join(lines)
