@@ -5,20 +5,17 @@ import threading
 import pytest
 
 from orchestrator.core.errors import UserError
+from orchestrator.scoring.registry import SCORERS, get_scorer, register_scorer
 from orchestrator.scoring.scorers import (
-    SCORERS,
     extract_boxed,
     extract_choice,
     extract_yes_no,
-    load_scorer,
     math_equal,
-    register_scorer,
     score_boolq,
     score_math,
     score_mcq,
-    values_equal,
-    weighted_score,
 )
+from orchestrator.scoring.weighted import values_equal, weighted_score
 
 # --------------------------------------------------------------------------- BoolQ
 
@@ -153,9 +150,9 @@ def test_score_math_uses_last_box_of_both():
 
 
 def test_registry_qa_scorers():
-    assert SCORERS["exact"]("The Nile", ["nile", "Amazon"]) == {"em": 1.0}
-    assert SCORERS["squad"]("red car", "the red car!") == {"em": 1.0, "f1": 1.0}
-    assert SCORERS["coqa"]("blue car", ["a red car"]) == {"em": 0.0, "f1": 0.5}
+    assert SCORERS["exact"].scores("The Nile", ["nile", "Amazon"]) == {"em": 1.0}
+    assert SCORERS["squad"].scores("red car", "the red car!") == {"em": 1.0, "f1": 1.0}
+    assert SCORERS["coqa"].scores("blue car", ["a red car"]) == {"em": 0.0, "f1": 0.5}
 
 
 # --------------------------------------------------------------------------- weighted
@@ -196,7 +193,7 @@ def test_weighted_score_hand_worked():
     assert out["reference_jaccard"] == pytest.approx(5 / 6)
     assert out["unanswerable_recall"] == 0.5
     assert out["score"] == pytest.approx(0.675)
-    assert SCORERS["weighted"](PRED, GOLD) == out
+    assert SCORERS["weighted"].fn(PRED, GOLD) == out
 
 
 def test_weighted_score_custom_weights():
@@ -235,13 +232,13 @@ def test_registry_names():
     assert {"coqa", "squad", "boolq", "mcq", "math", "exact", "weighted"} <= set(SCORERS)
 
 
-def test_register_and_load_scorer():
+def test_register_and_get_scorer():
     def always_one(prediction, gold):
         return {"accuracy": 1.0}
 
     try:
         register_scorer("always_one", always_one)
-        assert load_scorer("always_one") is always_one
+        assert get_scorer("always_one").fn is always_one
         with pytest.raises(ValueError):
             register_scorer("always_one", always_one)
         register_scorer("always_one", always_one, replace=True)
@@ -249,9 +246,101 @@ def test_register_and_load_scorer():
         SCORERS.pop("always_one", None)
 
 
-def test_load_scorer_by_path_and_errors():
-    assert load_scorer("boolq") is SCORERS["boolq"]
-    assert load_scorer("orchestrator.scoring.scorers:score_mcq") is score_mcq
+def test_get_scorer_by_path_and_errors():
+    assert get_scorer("boolq") is SCORERS["boolq"]
+    assert get_scorer("orchestrator.scoring.scorers:score_mcq").fn is score_mcq
     for bad in ("nope", "orchestrator.no_such_module:f", "orchestrator.scoring.scorers:no_such_fn"):
         with pytest.raises(UserError):
-            load_scorer(bad)
+            get_scorer(bad)
+
+
+# --------------------------------------------------------------------------- one name, one behaviour
+
+
+def test_every_scorer_declares_direction_and_headline():
+    for name, scorer in SCORERS.items():
+        assert scorer.name == name and scorer.higher_is_better is True and scorer.metric and scorer.description
+
+
+@pytest.mark.parametrize(
+    "prediction, gold, expected",
+    [
+        ("The Nile", ["nile", "Amazon"], 1.0),  # normalised (case, article)
+        ("Alice is in 2, so Answer: Bob.", "Bob", 1.0),  # the stated final answer
+        ("so \\boxed{Bob}", "Bob", 1.0),
+        (" x ", "x", 1.0),
+        ("xy", "x", 0.0),
+        ("C.", "c", 1.0),
+        ("", "a", 0.0),  # "a" normalises to nothing: compared as written, an empty reply never matches
+        ("the", "a", 0.0),
+        ("A", "a", 1.0),
+    ],
+)
+def test_exact_is_one_behaviour_for_tasks_suites_and_rewards(prediction, gold, expected):
+    from orchestrator.scoring.registry import score
+    from orchestrator.scoring.rewards import load_reward
+
+    assert SCORERS["exact"].scores(prediction, gold) == {"em": expected}
+    assert score("exact", prediction, gold) == expected
+    if isinstance(gold, str):
+        assert load_reward("exact")(prediction, gold) == expected
+
+
+def test_math_reward_unboxes_the_gold_like_the_scorer():
+    from orchestrator.scoring.rewards import load_reward
+
+    solution = "Half of it is left, so the answer is $\\boxed{\\frac{1}{2}}$."
+    assert load_reward("math")("\\boxed{0.5}", solution) == 1.0 == SCORERS["math"].value("\\boxed{0.5}", solution)
+    assert load_reward("math")("\\boxed{3}", solution) == 0.0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The answer is \\boxed{42",  # cut off inside the box
+        "So we get \\boxed{\\frac{1}{2",  # inside a nested group
+        "\\boxed{",
+    ],
+)
+def test_a_reply_cut_off_inside_its_box_is_no_answer(reply):
+    gold = "42" if "42" in reply else "\\frac{1}{2}"
+    assert score_math(reply, gold) == {"accuracy": 0.0}
+    assert not math_equal(reply, gold)  # the fallback never wraps it so that the added brace closes the box
+    assert SCORERS["exact"].value(reply, "42") == 0.0
+    from orchestrator.scoring.rewards import load_reward
+
+    assert load_reward("math")(reply, gold) == 0.0
+
+
+def test_complete_box_before_a_truncated_one_still_counts():
+    assert score_math("\\boxed{42} and then \\boxed{4", "42") == {"accuracy": 1.0}
+
+
+def test_user_scorer_conventions(tmp_path, monkeypatch):
+    (tmp_path / "my_scorers.py").write_text(
+        "def bare(prediction, gold):\n    return float(prediction == gold)\n"
+        "def with_record(prediction, gold, *, record):\n    return {'score': float(record['ok'])}\n"
+        "def lower(prediction, gold):\n    return {'loss': 0.3}\n"
+        "lower.higher_is_better = False\nlower.metric = 'loss'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bare = get_scorer("my_scorers:bare")
+    assert bare.value("a", "a") == 1.0 and bare.scores("a", "b") == {"score": 0.0} and not bare.needs_record
+    rec = get_scorer("my_scorers:with_record")
+    assert rec.needs_record and rec.value("x", None, record={"ok": True}) == 1.0
+    low = get_scorer("my_scorers:lower")
+    assert low.higher_is_better is False and low.value("x", "y") == 0.3
+    from orchestrator.scoring.rewards import load_reward
+
+    with pytest.raises(UserError, match="lower-is-better"):
+        load_reward("my_scorers:lower")
+    with pytest.raises(UserError, match="whole set"):
+        SCORERS["weighted"].value("x", "y")
+
+
+def test_check_scorer_ref_imports_nothing():
+    from orchestrator.scoring.registry import check_scorer_ref
+
+    assert check_scorer_ref("math") == "math" and check_scorer_ref("no_such_pkg.mod:f") == "no_such_pkg.mod:f"
+    with pytest.raises(ValueError, match="livecodebench"):
+        check_scorer_ref("fuzzy")

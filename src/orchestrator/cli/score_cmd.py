@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,16 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    # Here, not at the top: every command's module is imported to build `--help`, and scoring
+    # pulls in numpy.
     from orchestrator.scoring.offline import score_file
 
     result = score_file(args.task, Path(args.predictions), Path(args.gold) if args.gold else None)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"{args.task}: {result['n']} scored")
+    line = f"{args.task}: {result['n']} scored"
+    if "predicted" in result:  # an official headline: every gold item counts, a missing one as 0
+        line += f", {result['predicted']} of them predicted (a missing prediction counts 0, as the official evaluator)"
+    print(line)
     for name, value in result["metrics"].items():
         print(f"  {name:<22} {value:.4f}" if isinstance(value, float) else f"  {name:<22} {value}")
     if result["missing"]:

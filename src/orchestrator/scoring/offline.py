@@ -7,7 +7,11 @@ Predictions:
 - SQuAD-style `{id: answer}`, with a SQuAD dataset JSON (`data[].paragraphs[].qas[]`) or a
   json/jsonl list of `{id, answers}` as gold;
 - the weighted harness format: rows `{id, value, references, answerable}` for predictions and gold.
-Scorers come from `scorers.SCORERS` (or "module:function"); per-example values are averaged.
+Scorers come from `registry.get_scorer` (a name or "module:function"); per-example values are
+averaged. Where an official evaluator defines the headline (CoQA, SQuAD), `em`/`f1` are that
+headline: every gold question counts and a missing prediction scores 0; `coverage` (predicted /
+total) stands beside it, and CoQA also gives `em_answered`/`f1_answered`, the means over the
+predicted turns only.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.errors import UserError
+from orchestrator.core.refs import is_ref
 from orchestrator.scoring.metrics import coqa_turn_scores, squad_scores
-from orchestrator.scoring.scorers import SCORERS, load_scorer, weighted_score
+from orchestrator.scoring.registry import SCORERS, get_scorer
+from orchestrator.scoring.weighted import weighted_score
 
 # task name → scorer, for tasks whose scorer name differs
 TASK_SCORERS = {
@@ -68,23 +74,32 @@ def coqa_gold(data: Any) -> dict[tuple[str, int], list[str]]:
 
 
 def score_coqa_official(preds: Any, gold_data: Any) -> dict[str, Any]:
-    """As the official CoQA v1.0 script: every gold turn with a prediction is scored (turns
-    without one are reported and skipped), EM/F1 averaged over turns (fractions, not ×100)."""
+    """As the official CoQA v1.0 evaluator: its headline EM/F1 average over *every* gold turn, a
+    turn without a prediction counting 0 (`get_domain_scores` adds `exact_scores.get(key, 0)`
+    per gold turn); fractions, not x100. Beside it: `coverage` (predicted / total turns) and
+    `em_answered`/`f1_answered` over the predicted turns only. `n` is the number of gold turns,
+    `predicted` how many of them have a prediction."""
     if not isinstance(preds, list) or not all(
         isinstance(p, dict) and {"id", "turn_id", "answer"} <= set(p) for p in preds
     ):
         raise UserError('CoQA predictions must be the official list [{"id", "turn_id", "answer"}, ...]')
-    by_key = {(p["id"], int(p["turn_id"])): p["answer"] for p in preds}
-    gold = coqa_gold(gold_data)
+    return _coqa_headline({(p["id"], int(p["turn_id"])): p["answer"] for p in preds}, coqa_gold(gold_data))
+
+
+def _coqa_headline(by_key: dict[tuple[str, int], str], gold: dict[tuple[str, int], list[str]]) -> dict[str, Any]:
     per, missing = [], []
     for key, golds in gold.items():
         if key not in by_key:
             missing.append(f"{key[0]}_{key[1]}")
             continue
-        per.append(coqa_turn_scores(by_key[key], golds))
+        per.append(coqa_turn_scores(str(by_key[key]), golds))
     if not per:
         raise UserError("no prediction matches a gold turn (check story ids and turn ids)")
-    return {"n": len(per), "metrics": _mean_scores(per), "missing": missing}
+    answered = _mean_scores(per)
+    total = len(gold)
+    metrics = {k: sum(s[k] for s in per) / total for k in ("em", "f1")}
+    metrics |= {"coverage": len(per) / total, "em_answered": answered["em"], "f1_answered": answered["f1"]}
+    return {"n": total, "predicted": len(per), "metrics": metrics, "missing": missing}
 
 
 def squad_gold(data: Any) -> dict[str, list[str]]:
@@ -107,7 +122,8 @@ def squad_gold(data: Any) -> dict[str, list[str]]:
 
 
 def score_squad_official(preds: dict[str, str], gold_data: Any) -> dict[str, Any]:
-    """As SQuAD v1.1's evaluate: every gold question counts; an unanswered one scores 0."""
+    """As SQuAD v1.1's evaluate: every gold question counts; an unanswered one scores 0.
+    `coverage`: the share of gold questions with a prediction."""
     gold = squad_gold(gold_data)
     per, missing = [], []
     for qid, golds in gold.items():
@@ -116,27 +132,41 @@ def score_squad_official(preds: dict[str, str], gold_data: Any) -> dict[str, Any
             per.append({"em": 0.0, "f1": 0.0})
         else:
             per.append(squad_scores(str(preds[qid]), golds))
-    return {"n": len(per), "metrics": _mean_scores(per), "missing": missing}
+    metrics = _mean_scores(per) | {"coverage": (len(gold) - len(missing)) / len(gold) if gold else float("nan")}
+    return {"n": len(per), "predicted": len(per) - len(missing), "metrics": metrics, "missing": missing}
 
 
 def score_records(records: list[dict], scorer: str, gold: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rescore our prediction records (gold from the records unless a gold map is given)."""
-    fn = load_scorer(scorer)
+    fn = get_scorer(scorer)
+    if fn.corpus:
+        raise UserError(f"--task {scorer}: a corpus-level scorer takes rows {{id, value, ...}} with --gold")
     per, missing = [], []
     for r in records:
         g = gold.get(str(r["id"])) if gold is not None else r.get("gold")
         if gold is not None and str(r["id"]) not in gold:
             missing.append(str(r["id"]))
             continue
-        per.append(fn(r["prediction"], g))
+        per.append(fn.scores(r["prediction"], g))
     if not per:
         raise UserError("no predictions to score")
     return {"n": len(per), "metrics": _mean_scores(per), "missing": missing}
 
 
+def _coqa_keys(records: list[dict]) -> dict[tuple[str, int], str]:
+    """Our records (id "<story_id>_<turn_id>") keyed as the CoQA evaluator keys its turns."""
+    out = {}
+    for r in records:
+        story, _, turn = str(r["id"]).rpartition("_")
+        if not story or not turn.isdigit():
+            raise UserError(f"CoQA record id {r['id']!r} is not '<story_id>_<turn_id>'")
+        out[(story, int(turn))] = str(r["prediction"])
+    return out
+
+
 def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
     scorer = TASK_SCORERS.get(task, task)
-    if scorer not in SCORERS and ":" not in scorer:
+    if scorer not in SCORERS and not is_ref(scorer):
         raise UserError(
             f"--task {task!r}: no scorer for it; use one of {sorted(set(TASK_SCORERS) | set(SCORERS))} "
             "or module:function"
@@ -170,10 +200,9 @@ def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[s
     if isinstance(preds, list) and all(isinstance(r, dict) and "prediction" in r and "id" in r for r in preds):
         gold_map = None
         if gold_data is not None:
-            if scorer == "coqa" and isinstance(gold_data, dict):
-                gold_map = {f"{s}_{t}": g for (s, t), g in coqa_gold(gold_data).items()}
-            else:
-                gold_map = {k: (v if len(v) > 1 else v[0]) for k, v in squad_gold(gold_data).items()}
+            if scorer == "coqa" and isinstance(gold_data, dict):  # the official headline, by turn
+                return _coqa_headline(_coqa_keys(preds), coqa_gold(gold_data))
+            gold_map = {k: (v if len(v) > 1 else v[0]) for k, v in squad_gold(gold_data).items()}
         return score_records(preds, scorer, gold_map)
     raise UserError(
         f"{predictions}: unrecognised predictions format (expected predictions.jsonl records, "

@@ -1,51 +1,37 @@
-"""Rule-based rewards chosen per domain: a response and the row's `reward_model.ground_truth` -> float.
+"""Training rewards are scorers used as rewards: a domain's `reward` names a scorer of
+`registry.SCORERS` (or "package.module:function"), and its reward for a response is that
+scorer's value against the row's `reward_model.ground_truth` (`Scorer.value`).
 
-math            1.0 when the last \\boxed{} answer (or the whole response) equals the ground
-                truth mathematically (math-verify, see scorers.math_equal), else 0.0
-exact           1.0 when the response (stripped) equals the ground truth exactly, else 0.0
-pkg.mod:func    a user function func(response: str, ground_truth: str) -> float
+math            1.0 when the last \\boxed{} answer equals the ground truth's (itself unboxed)
+                mathematically (math-verify); a response cut off inside its box scores 0
+exact           1.0 when the final answer equals the ground truth after normalisation
+pkg.mod:func    a user function func(response, ground_truth) -> float (or a dict of metrics)
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from orchestrator.core.errors import UserError
+from orchestrator.scoring.registry import check_scorer_ref, get_scorer
 
 RewardFn = Callable[[str, str], float]
 
 
-def math_reward(response: str, ground_truth: str) -> float:
-    from orchestrator.scoring.scorers import extract_boxed, math_equal
-
-    boxed = extract_boxed(response)
-    return float(math_equal(boxed if boxed is not None else response, str(ground_truth)))
-
-
-def exact_reward(response: str, ground_truth: str) -> float:
-    return float(response.strip() == str(ground_truth).strip())
-
-
-BUILTIN: dict[str, RewardFn] = {"math": math_reward, "exact": exact_reward}
-
-
 def check_reward_ref(ref: str) -> str:
-    """Validation at spec time (no import): a built-in name or a 'module:function' reference."""
-    module, sep, func = ref.partition(":")
-    if ref in BUILTIN or (sep and module and func):
-        return ref
-    raise ValueError(f"reward {ref!r}: use one of {sorted(BUILTIN)} or 'package.module:function'")
+    """Validation at spec time (no import): a scorer name or a 'module:function' reference."""
+    return check_scorer_ref(ref, what="reward")
 
 
 def load_reward(ref: str) -> RewardFn:
-    if ref in BUILTIN:
-        return BUILTIN[ref]
-    module, _, func = check_reward_ref(ref).partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func, None)
-    except ImportError as e:
-        raise UserError(f"reward {ref!r}: cannot import {module!r} ({e})") from None
-    if not callable(fn):
-        raise UserError(f"reward {ref!r}: {module!r} has no function {func!r}")
-    return fn
+    """The reward function of a scorer: (response, ground_truth) -> its value."""
+    scorer = get_scorer(ref)
+    if scorer.corpus or scorer.needs_record:
+        raise UserError(f"reward {ref!r}: scorer {scorer.name!r} does not score one response against a ground truth")
+    if not scorer.higher_is_better:
+        raise UserError(f"reward {ref!r}: scorer {scorer.name!r} is lower-is-better; a reward must grow with quality")
+
+    def reward(response: str, ground_truth: str) -> float:
+        return scorer.value(response, ground_truth)
+
+    return reward

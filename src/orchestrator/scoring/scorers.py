@@ -1,9 +1,8 @@
-"""Answer extraction and per-task scorers for inference/evaluation jobs.
+"""Answer extraction and the answer-based scorers (code scorers: `code_scorers.py`).
 
-Every scorer is a pure callable `(prediction, gold) -> dict[str, float]` of metric values;
-task configs name one by its key in `SCORERS` (or as "module:function" for user code).
-Per-item scorers return per-item values that the caller aggregates (see `metrics.METRICS`);
-`weighted` is corpus-level and takes lists of rows.
+A scorer function takes `(prediction, gold)` and returns its metric values
+(`{"accuracy": 1.0}`, `{"em": .., "f1": ..}`); `registry.SCORERS` names each one, with its
+direction and headline metric, for inference tasks, evaluation suites and training rewards alike.
 
 math-verify (and through it sympy) is imported lazily inside `math_equal`, so importing this
 module stays cheap and works without it.
@@ -11,17 +10,15 @@ module stays cheap and works without it.
 
 from __future__ import annotations
 
-import importlib
+import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.core.errors import UserError
 from orchestrator.scoring.metrics import coqa_turn_scores, exact_match, normalize_answer, squad_scores
-
-Scorer = Callable[[Any, Any], dict[str, float]]
+from orchestrator.scoring.weighted import values_equal
 
 # --------------------------------------------------------------------------- BoolQ
 
@@ -146,6 +143,29 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def opens_box(text: str) -> bool:
+    """Whether the text starts a \\boxed/\\fbox at all (complete or not)."""
+    return _BOX.search(text) is not None
+
+
+def boxed_answer(text: str) -> str | None:
+    """The answer a reply states in a box: `extract_boxed`, and "" (no answer) when the reply
+    opens a box but never closes one (cut off inside `\\boxed{...`). None when there is no box."""
+    boxed = extract_boxed(text)
+    if boxed is None and opens_box(text):
+        return ""
+    return boxed
+
+
+def _balanced(s: str) -> bool:
+    """Whether `s` closes every brace it opens: then "\\boxed{" + s + "}" is s in a box, and
+    the added brace cannot complete a box left open inside s."""
+    return _braced("{" + s + "}", 0) == s
+
+
 _LATEX_NOISE = re.compile(r"\\left|\\right|\\[!,;: ]|\$|\\displaystyle|\^\{?\\circ\}?|\\%|%")
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 
@@ -168,7 +188,7 @@ def _as_float(s: str) -> float | None:
 
 
 def _answer_only(s: str) -> str:
-    boxed = extract_boxed(s) if "\\boxed" in s or "\\fbox" in s else None
+    boxed = boxed_answer(s)
     return (boxed if boxed is not None else s).strip().strip("$").strip()
 
 
@@ -179,7 +199,8 @@ def math_equal(pred: str, gold: str) -> bool:
     the content of a \\boxed{}, which makes it read bare LaTeX like "x^2+1") and compares
     symbolically/numerically: "\\frac{1}{2}" == "0.5", "2" == "2.0", "(x+1)^2" == "x^2+2x+1".
     When either side does not parse, falls back to a normalised string compare and then a
-    plain float compare.
+    plain float compare. A side that opens a box it never closes is no answer (False), and an
+    unbalanced side is never wrapped, so an added brace cannot complete the model's box.
     """
     pred, gold = _answer_only(pred), _answer_only(gold)
     if not pred or not gold:
@@ -187,6 +208,8 @@ def math_equal(pred: str, gold: str) -> bool:
     norm_pred, norm_gold = _normalize_math(pred), _normalize_math(gold)
     if norm_pred == norm_gold:
         return True
+    if not (_balanced(pred) and _balanced(gold)):
+        return False
     try:
         from math_verify import parse, verify
 
@@ -206,8 +229,12 @@ def math_equal(pred: str, gold: str) -> bool:
 def score_math(prediction: str, gold: str) -> dict[str, float]:
     """Accuracy of the last \\boxed{} answer in the prediction against the gold answer (a
     bare answer, or a full MATH solution whose last \\boxed{} is taken). A prediction with no
-    box is compared whole, which only succeeds for short bare answers."""
-    pred = extract_boxed(prediction)
+    box is compared whole, which only succeeds for short bare answers; one cut off inside its
+    box (`\\boxed{...` never closed) has no answer and scores 0."""
+    pred = boxed_answer(prediction)
+    if pred == "":
+        return {"accuracy": 0.0}
+    gold = str(gold)
     gold_answer = extract_boxed(gold)
     return {
         "accuracy": float(
@@ -219,16 +246,41 @@ def score_math(prediction: str, gold: str) -> dict[str, float]:
 # --------------------------------------------------------------------------- plain QA
 
 
-def _golds(gold: str | Sequence[str]) -> list[str]:
-    return [gold] if isinstance(gold, str) else list(gold)
+def _golds(gold: Any) -> list[str]:
+    return [str(gold)] if isinstance(gold, str) or not isinstance(gold, Sequence) else [str(g) for g in gold]
 
 
-def score_exact(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:
-    """Normalised exact match, max over golds."""
-    return {"em": max(exact_match(prediction, g) for g in _golds(gold))}
+def final_answer(text: str) -> str:
+    """The answer a reply states last: the last \\boxed{...}, else what follows the last
+    "answer:"/"answer is", else the last non-empty line. "" when the reply was cut off inside
+    its box (a box opened, none closed)."""
+    boxed = boxed_answer(text)
+    if boxed is not None:
+        return boxed
+    m = list(re.finditer(r"(?i)answer\s*(?:is|:)\s*", text))
+    if m:
+        return text[m[-1].end() :].strip().split("\n")[0].strip().rstrip(".")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
-def score_coqa(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:
+def same_answer(answer: str, gold: str) -> bool:
+    """Equal after SQuAD normalisation (case, punctuation, articles, spaces). A gold that
+    normalises to nothing ("a", "The") is compared case-insensitively as written instead, so an
+    empty answer never matches it."""
+    if not normalize_answer(gold):
+        return answer.strip().lower() == gold.strip().lower() != ""
+    return exact_match(answer, gold) == 1.0
+
+
+def score_exact(prediction: str, gold: Any) -> dict[str, float]:
+    """Exact match of the final answer (`final_answer`: \\boxed{}, else after the last
+    "Answer:", else the last line) against any gold, after normalisation (`same_answer`)."""
+    answer = final_answer(prediction)
+    return {"em": float(any(same_answer(answer, g) for g in _golds(gold)))}
+
+
+def score_coqa(prediction: str, gold: Any) -> dict[str, float]:
     """EM/F1 with CoQA's leave-one-out multi-gold averaging (see `metrics.coqa_turn_scores`)."""
     return coqa_turn_scores(prediction, _golds(gold))
 
@@ -238,151 +290,67 @@ def score_squad(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:
     return squad_scores(prediction, gold)
 
 
-# --------------------------------------------------------------------------- weighted benchmark
+# --------------------------------------------------------------------------- structured answers
 
-DEFAULT_WEIGHTS: Mapping[str, float] = {"value": 0.75, "references": 0.15, "unanswerable": 0.10}
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):  # bool is an int subclass but not a quantity
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v.strip().replace(",", "").replace("_", ""))
-        except ValueError:
-            return None
-    return None
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
-def values_equal(pred: Any, gold: Any, rel_tol: float = 1e-3) -> bool:
-    """Numbers: |pred - gold| <= rel_tol * |gold| (relative to the gold, so 0 must be exact).
-    Anything else: equal after `normalize_answer`. Numeric strings ("1,234.5") count as numbers."""
-    p, g = _number(pred), _number(gold)
-    if p is not None and g is not None:
-        return abs(p - g) <= rel_tol * abs(g)
-    if pred is None or gold is None:
-        return pred is None and gold is None
-    return normalize_answer(str(pred)) == normalize_answer(str(gold))
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """Every fenced block of the text as (language, body), in order."""
+    return _FENCE.findall(text)
 
 
-def _says_unanswerable(row: Mapping[str, Any] | None) -> bool:
-    if row is None:
-        return False
-    if row.get("answerable", True) is False:
-        return True
-    value = row.get("value")
-    return isinstance(value, str) and normalize_answer(value) == "unanswerable"
-
-
-def _jaccard(a: set[Any], b: set[Any]) -> float:
-    return 1.0 if not a and not b else len(a & b) / len(a | b)
-
-
-def _by_id(rows: Sequence[Mapping[str, Any]], what: str) -> dict[Any, Mapping[str, Any]]:
-    out: dict[Any, Mapping[str, Any]] = {}
-    for row in rows:
-        if row["id"] in out:
-            raise ValueError(f"duplicate id {row['id']!r} in {what} rows")
-        out[row["id"]] = row
-    return out
-
-
-def weighted_score(
-    pred_rows: Sequence[Mapping[str, Any]],
-    gold_rows: Sequence[Mapping[str, Any]],
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
-    rel_tol: float = 1e-3,
-) -> dict[str, float]:
-    """Benchmark-harness score over a whole set of questions.
-
-    Row format (gold and prediction alike)::
-
-        {"id": "q1",                 # matches a prediction to its gold row
-         "value": 12.5 | "Paris",    # the answer; numbers may also be numeric strings
-         "references": ["doc3", ...],  # ids of the sources backing the answer (order ignored)
-         "answerable": True}         # gold: False marks a question with no answer
-
-    A prediction says "unanswerable" with `"answerable": False` (or value "unanswerable").
-    Components, each in [0, 1]:
-      - value:        accuracy on answerable gold rows (`values_equal`, numbers within
-                      `rel_tol` = 0.1% of the gold); predicting "unanswerable" there is wrong;
-      - references:   mean Jaccard of reference-id sets on answerable gold rows (both empty = 1);
-      - unanswerable: recall on unanswerable gold rows (share the prediction flags).
-    score = sum(weight * component). A component with no gold rows to score (e.g. no
-    unanswerable questions) is NaN and its weight is shared out over the others, so the score
-    stays in [0, 1]. A missing prediction scores 0 on every component; predictions for ids
-    not in the gold are ignored.
-    """
-    if set(weights) != set(DEFAULT_WEIGHTS):
-        raise ValueError(f"weights must have exactly the keys {sorted(DEFAULT_WEIGHTS)}")
-    if not gold_rows:
-        raise ValueError("no gold rows to score")
-    preds = _by_id(pred_rows, "prediction")
-    golds = _by_id(gold_rows, "gold")
-
-    value_hits, ref_overlaps, unans_hits = [], [], []
-    for qid, gold in golds.items():
-        pred = preds.get(qid)
-        if gold.get("answerable", True):
-            ok = pred is not None and not _says_unanswerable(pred)
-            value_hits.append(float(ok and values_equal(pred.get("value"), gold.get("value"), rel_tol)))
-            ref_overlaps.append(
-                _jaccard(set(pred.get("references") or []), set(gold.get("references") or [])) if pred else 0.0
-            )
-        else:
-            unans_hits.append(float(_says_unanswerable(pred)))
-
-    def _mean(xs: list[float]) -> float:
-        return sum(xs) / len(xs) if xs else float("nan")
-
-    parts = {"value": _mean(value_hits), "references": _mean(ref_overlaps), "unanswerable": _mean(unans_hits)}
-    live = {k: w for k, w in weights.items() if not math.isnan(parts[k])}
-    total = sum(live.values())
-    score = sum(w * parts[k] for k, w in live.items()) / total if total > 0 else float("nan")
-    return {
-        "score": score,
-        "value_accuracy": parts["value"],
-        "reference_jaccard": parts["references"],
-        "unanswerable_recall": parts["unanswerable"],
-    }
-
-
-# --------------------------------------------------------------------------- registry
-
-SCORERS: dict[str, Scorer] = {
-    "coqa": score_coqa,
-    "squad": score_squad,
-    "boolq": score_boolq,
-    "mcq": score_mcq,
-    "math": score_math,
-    "exact": score_exact,
-    "weighted": weighted_score,
-}
-
-
-def register_scorer(name: str, fn: Scorer, *, replace: bool = False) -> None:
-    """Add a scorer under `name`; refuses to shadow an existing one unless `replace=True`."""
-    if not callable(fn):
-        raise TypeError(f"scorer {name!r} is not callable")
-    if name in SCORERS and not replace:
-        raise ValueError(f"scorer {name!r} already registered (pass replace=True to override)")
-    SCORERS[name] = fn
-
-
-def load_scorer(ref: str) -> Scorer:
-    """A scorer from a registered name or a "package.module:function" reference."""
-    if ref in SCORERS:
-        return SCORERS[ref]
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise UserError(f"unknown scorer {ref!r}: use one of {sorted(SCORERS)} or 'package.module:function'")
+def _loads(text: Any) -> Any:
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise UserError(f"scorer {ref!r}: cannot import module {module_name!r} ({e})") from e
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise UserError(f"scorer {ref!r}: module {module_name!r} has no callable {attr!r}")
-    return fn
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def score_json(prediction: str, gold: Any) -> dict[str, float]:
+    """CodeI/O: the predicted value (a ```json block, \\boxed{} or stated answer) equals the gold
+    value as JSON ({"a": 1} == {"a":1}); a gold stored as a JSON string is parsed first."""
+    blocks = [b for lang, b in fenced_blocks(prediction) if lang.lower() in ("json", "")]
+    candidate = blocks[-1].strip() if blocks else final_answer(prediction)
+    want = _loads(gold) if isinstance(gold, str) and _loads(gold) is not None else gold
+    got = _loads(candidate)
+    if got is None:
+        return {"accuracy": float(normalize_answer(candidate) == normalize_answer(str(want)))}
+    if isinstance(got, dict) and "output" in got and not (isinstance(want, dict) and "output" in want):
+        got = got["output"]  # CodeI/O answers are often {"output": value}
+    if isinstance(want, dict) and "output" in want and not (isinstance(got, dict) and "output" in got):
+        want = want["output"]
+    return {"accuracy": float(got == want)}
+
+
+_GRID = re.compile(r"\[\s*\[[\d\s,\[\]]*\]\s*\]")
+
+
+def score_grid(prediction: str, gold: Any) -> dict[str, float]:
+    """ARC-AGI: the last grid ([[...], ...]) in the prediction equals the gold output grid exactly."""
+    grids = _GRID.findall(prediction)
+    got = _loads(grids[-1]) if grids else None
+    return {"accuracy": float(got is not None and got == gold)}
+
+
+def _table_match(answer: str, golds: list[str]) -> bool:
+    if len(golds) == 1:
+        return values_equal(answer, golds[0])
+    parts = [p.strip() for p in re.split(r"[;|]|,\s+", answer) if p.strip()]
+    if len(parts) != len(golds):
+        return False
+    left = list(golds)
+    for p in parts:
+        match = next((g for g in left if values_equal(p, g)), None)
+        if match is None:
+            return False
+        left.remove(match)
+    return True
+
+
+def score_table(prediction: str, gold: Any) -> dict[str, float]:
+    """HiTab / MultiHiertt: numbers within 0.1% (percent signs and commas ignored), text after
+    normalisation; a list gold needs the same multiset of values, in any order."""
+    answer = final_answer(prediction).replace("%", "").strip()
+    golds = [str(g).replace("%", "").strip() for g in (gold if isinstance(gold, list) else [gold])]
+    return {"accuracy": float(_table_match(answer, golds))}

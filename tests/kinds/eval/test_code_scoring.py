@@ -7,7 +7,8 @@ import json
 import pytest
 
 from conftest import FIXTURES
-from orchestrator.scoring.suite_scorers import decode_test_cases, extract_code, score
+from orchestrator.scoring.code_scorers import decode_test_cases, extract_code
+from orchestrator.scoring.registry import score
 
 
 def records(name: str) -> list[dict]:
@@ -16,31 +17,32 @@ def records(name: str) -> list[dict]:
 
 def test_humaneval_correct_and_wrong_candidates():
     rec = records("humaneval")[0]
-    assert score("humaneval", rec["canonical_solution"], rec, None) == 1.0  # a completion of the prompt
+    assert score("humaneval", rec["canonical_solution"], record=rec) == 1.0  # a completion of the prompt
     whole = "Here it is:\n```python\ndef add(a, b):\n    return b + a\n```\n"
-    assert score("humaneval", whole, rec, None) == 1.0  # a restated function replaces the stub
-    assert score("humaneval", "    return a - b\n", rec, None) == 0.0
-    assert score("humaneval", "    while True:\n        pass\n", rec, None, timeout_s=2) == 0.0  # contained
+    assert score("humaneval", whole, record=rec) == 1.0  # a restated function replaces the stub
+    assert score("humaneval", "    return a - b\n", record=rec) == 0.0
+    assert score("humaneval", "    while True:\n        pass\n", record=rec, timeout_s=2) == 0.0  # contained
 
 
 def test_mbpp_correct_and_wrong_candidates():
     rec = records("mbpp")[1]
-    assert score("mbpp", f"```python\n{rec['code']}\n```", rec, None) == 1.0
-    assert score("mbpp", "```python\ndef is_not_prime(n):\n    return False\n```", rec, None) == 0.0
-    assert score("mbpp", "def is_not_prime(n):\n    import sys; sys.exit(0)\n", rec, None) == 0.0
+    assert score("mbpp", f"```python\n{rec['code']}\n```", record=rec) == 1.0
+    assert score("mbpp", "```python\ndef is_not_prime(n):\n    return False\n```", record=rec) == 0.0
+    assert score("mbpp", "def is_not_prime(n):\n    import sys; sys.exit(0)\n", record=rec) == 0.0
 
 
 def test_livecodebench_stdin_and_functional_tests():
     stdin_rec, functional_rec = records("livecodebench")
     assert len(decode_test_cases(stdin_rec["private_test_cases"])) == 1  # the release's compressed form
     assert (
-        score("livecodebench", "```python\na, b = map(int, input().split())\nprint(a + b)\n```", stdin_rec, None) == 1.0
+        score("livecodebench", "```python\na, b = map(int, input().split())\nprint(a + b)\n```", record=stdin_rec)
+        == 1.0
     )
     # passes the public case (1 2 → 3) but not the private one (10 -4 → 6)
-    assert score("livecodebench", "```python\nprint(3)\n```", stdin_rec, None) == 0.0
+    assert score("livecodebench", "```python\nprint(3)\n```", record=stdin_rec) == 0.0
     good = "```python\nclass Solution:\n    def double(self, x: int) -> int:\n        return 2 * x\n```"
-    assert score("livecodebench", good, functional_rec, None) == 1.0
-    assert score("livecodebench", good.replace("2 * x", "x + 3"), functional_rec, None) == 0.0
+    assert score("livecodebench", good, record=functional_rec) == 1.0
+    assert score("livecodebench", good.replace("2 * x", "x + 3"), record=functional_rec) == 0.0
 
 
 def test_pickled_test_cases_other_than_text_are_refused():
@@ -79,7 +81,7 @@ def test_pickled_test_cases_other_than_text_are_refused():
     ],
 )
 def test_text_scorers(scorer, prediction, gold, expected):
-    assert score(scorer, prediction, {}, gold) == expected
+    assert score(scorer, prediction, gold) == expected
 
 
 def test_extract_code_prefers_last_python_block():

@@ -30,12 +30,37 @@ def test_coqa_official_prediction_list_against_the_dataset_json(cli, tmp_path):
         )
     )  # no / No / no / No. → 1
     out = score(cli, "--task", "coqa", "--predictions", preds, "--gold", FIX / "coqa-dev.json")
-    assert out["n"] == 3 and out["metrics"] == {"em": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)}
-    assert sorted(out["missing"]) == [
-        f"3azhrg4cu4ktme1zh7c2ro3pn2430d_{t}" for t in (1, 2, 3, 4)
-    ]  # skipped, as official
+    # over the predicted turns only (what this command reported as em/f1 before): 2 of 3 right
+    assert out["predicted"] == 3
+    assert out["metrics"]["em_answered"] == pytest.approx(2 / 3) and out["metrics"]["f1_answered"] == pytest.approx(
+        2 / 3
+    )
+    # the official headline: 7 gold turns, the 4 unpredicted ones count 0 -> 2/7; coverage 3/7 beside it
+    assert out["n"] == 7
+    assert out["metrics"] == {
+        "em": pytest.approx(2 / 7),
+        "f1": pytest.approx(2 / 7),
+        "coverage": pytest.approx(3 / 7),
+        "em_answered": pytest.approx(2 / 3),
+        "f1_answered": pytest.approx(2 / 3),
+    }
+    assert sorted(out["missing"]) == [f"3azhrg4cu4ktme1zh7c2ro3pn2430d_{t}" for t in (1, 2, 3, 4)]
     text = cli("score", "--task", "coqa", "--predictions", preds, "--gold", FIX / "coqa-dev.json").out
     assert "em" in text and "0.6667" in text and "missing predictions: 4" in text
+    assert "0.2857" in text and "coverage" in text and "3 of them predicted" in text
+
+
+def test_coqa_our_records_get_the_official_headline_too(cli, tmp_path):
+    recs = [
+        {"id": f"{S1}_1", "prediction": "white"},  # 1
+        {"id": f"{S1}_2", "prediction": "in a barn"},  # leave-one-out over 4 golds: 3 of 4 maxima are 1
+    ]
+    p = tmp_path / "predictions.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = score(cli, "--task", "coqa", "--predictions", p, "--gold", FIX / "coqa-dev.json")
+    assert out["n"] == 7 and out["predicted"] == 2 and out["metrics"]["coverage"] == pytest.approx(2 / 7)
+    assert out["metrics"]["em"] == pytest.approx(out["metrics"]["em_answered"] * 2 / 7)
+    assert len(out["missing"]) == 5
 
 
 def test_squad_style_id_to_answer(cli, tmp_path):
@@ -73,7 +98,7 @@ def test_squad_style_id_to_answer(cli, tmp_path):
     preds.write_text(json.dumps({"q0": "shakespeare", "q1": "the city of Paris"}))
     out = score(cli, "--task", "qa", "--predictions", preds, "--gold", gold)
     # q0 exact; q1 F1 = 2·(1/3·1)/(1/3+1) = 0.5 ("city of paris" vs "paris"); q2 missing counts 0
-    assert out["n"] == 3 and out["missing"] == ["q2"]
+    assert out["n"] == 3 and out["missing"] == ["q2"] and out["metrics"]["coverage"] == pytest.approx(2 / 3)
     assert out["metrics"]["em"] == pytest.approx(1 / 3) and out["metrics"]["f1"] == pytest.approx((1 + 0.5) / 3)
     jsonl_gold = FIX / "qa.jsonl"  # rows {id, answers: {text: [...]}} work as gold too
     out = score(cli, "--task", "qa", "--predictions", preds, "--gold", jsonl_gold)
