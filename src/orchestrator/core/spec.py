@@ -8,17 +8,17 @@ A spec names a job kind, resources, environment set-up and the kind's own sectio
 from __future__ import annotations
 
 import copy
-import importlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
+from orchestrator.core.refs import load_ref
 
 # Job kinds register here by import path, so a kind's heavy dependencies load only when used.
 KINDS: dict[str, str] = {
@@ -326,8 +326,7 @@ def _control_chars(data: Any, loc: str = "") -> list[str]:
 def kind_class(kind: Any, shown: str) -> type[BaseSpec]:
     if kind not in KINDS:
         raise SpecError(shown, f"kind: {kind!r} is not a job kind; use one of: {', '.join(sorted(KINDS))}")
-    module, _, cls = KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_ref(KINDS[kind])
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel]) -> list[str]:
@@ -392,6 +391,3 @@ def load_spec(ref: str | Path, overrides: Sequence[str] = (), name: str | None =
         raise SpecError(shown, format_validation_error(e, cls)) from None
     object.__setattr__(spec, "_source", str(path))
     return spec
-
-
-Executor = Literal["slurm", "local"]
