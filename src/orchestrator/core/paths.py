@@ -219,6 +219,12 @@ def eval_result(experiment: str, arm: str, checkpoint: str, task: str) -> Path:
     return experiment_dir(experiment) / "eval" / arm / checkpoint / f"{task}.json"
 
 
+def eval_predictions(experiment: str, arm: str, checkpoint: str, task: str) -> Path:
+    """logs/<experiment>/eval/<arm>/<checkpoint>/<task>.jsonl: the per-example records, appended
+    per batch (what a killed evaluation resumes from); the result .json is written at the end."""
+    return eval_result(experiment, arm, checkpoint, task).with_suffix(".jsonl")
+
+
 def eval_run(arm: str, checkpoint: str, task: str) -> str:
     """Run name of one checkpoint × task unit of the eval experiment."""
     return f"{arm}__{checkpoint}__{task}"

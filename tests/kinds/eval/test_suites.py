@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import FIXTURES, TINY_SUITE
 from orchestrator.core.errors import SpecError, UserError
-from orchestrator.kinds.eval.suites import load_suite, read_examples, render_prompt
+from orchestrator.generation.examples import build_examples
+from orchestrator.kinds.eval.suites import load_suite
+
+
+def read_examples(task) -> list[dict]:
+    return build_examples(task, seeded=False)
+
+
+def render_prompt(task, row: dict) -> str:
+    return row["prompt"]
+
 
 DOMAINS = {
     "math": {"aime", "math500", "amc"},
@@ -21,19 +33,18 @@ DOMAINS = {
 def test_reasoning_suite_reads_every_documented_format():
     """The shipped suite against local files in the documented formats: every record loads
     through datasets, has its id and gold, and renders its prompt."""
-    from orchestrator.kinds.eval.suites import field_value
-
     suite = load_suite("reasoning", data_root=FIXTURES / "data")
     assert {d: {t.name for t in suite.tasks if t.domain == d} for d in suite.domains} == DOMAINS
-    assert suite.task("aime").config.samples == 8 and suite.task("humaneval").config.resources == {"cpus_per_task": 4}
+    assert suite.task("aime").generation.samples == 8 and suite.task("humaneval").resources == {"cpus_per_task": 4}
     for task in suite.tasks:
         rows = read_examples(task)
-        assert len(rows) >= 2 and len({r["_id"] for r in rows}) == len(rows)
-        assert not any(r["_id"].isdigit() and len(r["_id"]) == 1 and task.config.id_field not in r for r in rows)
+        assert len(rows) >= 2 and len({r["id"] for r in rows}) == len(rows)
+        id_field = re.fullmatch(r"'(.+)' \| field\(idx\)", task.id).group(1)
+        assert not any(r["id"].isdigit() and len(r["id"]) == 1 and id_field not in r["row"] for r in rows)
         for r in rows:
             assert render_prompt(task, r).strip()
-            if task.config.scorer not in ("humaneval", "mbpp", "livecodebench"):
-                field_value(r, task.config.gold)
+            if task.scorer not in ("humaneval", "mbpp", "livecodebench"):
+                assert r["gold"] is not None
     assert "Nitrogen" in render_prompt(suite.task("supergpqa"), read_examples(suite.task("supergpqa"))[0])
     assert "B) Nitrogen" in render_prompt(suite.task("supergpqa"), read_examples(suite.task("supergpqa"))[0])
 
@@ -42,8 +53,8 @@ def test_tiny_suite_inherits_reasoning_with_small_budgets():
     suite = load_suite(TINY_SUITE)
     assert suite.data_root == (FIXTURES / "data").resolve()
     assert {t.name for t in suite.tasks} == set().union(*DOMAINS.values())
-    assert all(t.config.max_tokens == 8 and t.config.samples == 1 for t in suite.tasks)
-    assert suite.task("math500").config.prompt == load_suite("reasoning").task("math500").config.prompt
+    assert all(t.generation.max_new_tokens == 8 and t.generation.samples == 1 for t in suite.tasks)
+    assert suite.task("math500").prompt == load_suite("reasoning").task("math500").prompt
     assert [t.name for t in suite.select(["code", "aime"])] == ["aime", "humaneval", "mbpp", "livecodebench"]
     with pytest.raises(UserError, match="neither a task nor a domain"):
         suite.select(["nope"])

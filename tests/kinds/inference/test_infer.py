@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from helpers import FIXTURES
+from orchestrator.core.files import append_jsonl
+from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig
+from orchestrator.generation.pipeline import read_done
 from orchestrator.generation.tasks import load_task
-from orchestrator.kinds.inference.job import append_records, read_predictions, run_inference
+from orchestrator.kinds.inference.job import run_inference
 
 FIX = FIXTURES / "inference"
 RECORD_KEYS = {
@@ -143,8 +146,6 @@ def test_calibration_auroc_equals_sklearn(tmp_path, tiny_model_path, orch_home):
 
 
 def test_limit_and_smoke_are_seeded_samples(tmp_path, tiny_model_path, orch_home):
-    from orchestrator.generation.tasks import build_examples
-
     task = load_task({"task": "qa", "dataset": {"data_files": str(FIX / "qa.jsonl")}})
     a, b = build_examples(task, limit=2, seed=1), build_examples(task, limit=2, seed=1)
     assert [x["id"] for x in a] == [x["id"] for x in b] and len(a) == 2
@@ -155,18 +156,24 @@ def test_limit_and_smoke_are_seeded_samples(tmp_path, tiny_model_path, orch_home
 
 def test_torn_last_line_is_cut_and_resume_appends_cleanly(tmp_path):
     p = tmp_path / "predictions.jsonl"
-    append_records(p, [{"id": "a", "x": 1}, {"id": "b", "x": 2}])
+    append_jsonl(p, [{"id": "a", "x": 1}, {"id": "b", "x": 2}])
     with open(p, "ab") as f:
         f.write(b'{"id": "c", "x"')  # a kill mid-write
-    assert [r["id"] for r in read_predictions(p)] == ["a", "b"]
-    append_records(p, [{"id": "c", "x": 3}])
+    assert list(read_done(p)) == ["a", "b"]
+    append_jsonl(p, [{"id": "c", "x": 3}])
     assert [r["id"] for r in lines(p)] == ["a", "b", "c"]
+
+
+RUN_FROM_FILE = (
+    "import json, sys; from orchestrator.kinds.inference.job import run_inference; "
+    "sys.exit(run_inference(**json.load(open(sys.argv[1]))))"
+)
 
 
 def _infer_process(args_file: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.kinds.inference.job", str(args_file)],
+        [sys.executable, "-c", RUN_FROM_FILE, str(args_file)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

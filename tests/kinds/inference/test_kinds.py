@@ -38,7 +38,7 @@ def test_coqa_sweep_dry_run_renders_nine_models_with_their_gpus(cli, orch_home):
     spec = load_spec("coqa-sweep")
     assert gpus_by_run(spec) == {f"{m}__coqa": g for m, g in NINE.items()}
     unit = next(u for s in stages_of(spec) for u in s.units if u.run == "mistral-large-2407__coqa")
-    assert unit.args["model"]["quantization"] == "4bit" and unit.args["model"]["tensor_parallel_size"] == 4
+    assert unit.args.model.quantization == "4bit" and unit.args.model.tensor_parallel_size == 4
     assert unit.outputs == ("predictions.jsonl", "results.json", "summary.json")
     assert not (orch_home / "logs" / "coqa-sweep" / "_jobs").exists()  # nothing submitted
 
@@ -68,7 +68,7 @@ def test_options_are_spec_keys_overridable_with_set(orch_home):
     spec = load_spec("coqa-sweep", ["only_models=[qwen2.5-1.5b, llama-3.1-70b]", "limit=5", "smoke=true"])
     units = [u for s in stages_of(spec) for u in s.units]
     assert sorted(u.run for u in units) == ["llama-3.1-70b__coqa", "qwen2.5-1.5b__coqa"]
-    assert all(u.args["limit"] == 5 and u.args["smoke"] is True for u in units)
+    assert all(u.args.limit == 5 and u.args.smoke is True for u in units)
     done = orch_home / "logs" / "coqa-sweep" / "qwen2.5-1.5b__coqa"
     done.mkdir(parents=True)
     (done / "summary.json").write_text("{}")

@@ -25,8 +25,8 @@ from orchestrator.generation.backends import load_backend
 from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig, safe_name
 from orchestrator.generation.task import Task
-from orchestrator.kinds.eval.discover import discover
 from orchestrator.kinds.eval.suites import load_suite
+from orchestrator.kinds.train.checkpoint import read_arm
 from orchestrator.scoring.sandbox import pass_at_k
 
 ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
@@ -54,13 +54,13 @@ class EvalArgs(UnitArgs):
 
 
 def resolve(train_experiment: str, arm: str, checkpoint: str, task: str, best_metric: str) -> list:
-    """The Checkpoint objects a unit evaluates."""
-    found = discover(train_experiment, [arm], best_metric, require=False)[arm]
-    by_name = {c.name: c for c in found.checkpoints}
+    """The Checkpoint objects a unit evaluates (complete, latest, best: kinds/train/checkpoint.py)."""
+    found = read_arm(train_experiment, arm, best_metric)
+    by_name = {c.name: c for c in found.complete}
     if checkpoint == "final":
         chosen = [c for c in (found.latest, found.best) if c is not None]
     elif checkpoint == "pending":
-        chosen = [c for c in found.checkpoints if not paths.eval_result(train_experiment, arm, c.name, task).exists()]
+        chosen = [c for c in found.complete if not paths.eval_result(train_experiment, arm, c.name, task).exists()]
     elif checkpoint in by_name:
         chosen = [by_name[checkpoint]]
     else:
@@ -167,8 +167,8 @@ def evaluate_one(
 
 def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list[dict], samples: int) -> dict:
     """The result file's content from the per-example records (docs/architecture.md)."""
-    code = pipeline.runs_code(task.scorer)
-    metric = task.correct.metric
+    code = pipeline.runs_code(task)
+    metric = pipeline.primary(task)[0]
     per_example = [
         {
             "id": r["id"],

@@ -28,8 +28,12 @@ from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import BaseSpec, Resources, Strict
+from orchestrator.generation.models import load_model
+from orchestrator.generation.tasks import load_task
+from orchestrator.kinds.inference.job import InferenceArgs
 
 OUTPUTS = (paths.PREDICTIONS_FILE, paths.RESULTS_FILE, paths.SUMMARY_FILE)
+ENTRY = "orchestrator.kinds.inference.job:run_inference"
 
 
 class WandbOptions(Strict):
@@ -60,9 +64,6 @@ class InferenceSpec(BaseSpec):
 
     @model_validator(mode="after")
     def _load(self) -> InferenceSpec:
-        from orchestrator.generation.models import load_model
-        from orchestrator.generation.tasks import load_task
-
         models, tasks = [], []
         for i, ref in enumerate(self.models):
             try:
@@ -130,21 +131,21 @@ class InferenceSpec(BaseSpec):
                         f"{self.kind} {self.name}: skipping {run}: summary.json exists (skip_existing)", file=sys.stderr
                     )
                     continue
-                args = {
-                    "model": model.model_dump(mode="json"),
-                    "task": task.model_dump(mode="json"),
-                    "backend": self.backend,
-                    "batch_size": self.batch_size,
-                    "limit": self.limit,
-                    "smoke": self.smoke,
-                    "seed": self.seed,
-                    "device": self.device,
-                    "backend_options": self.backend_options,
-                    "wandb": self.wandb.model_dump(),
-                }
-                shapes.setdefault(self.gpus_for(model), []).append(
-                    Unit(run=run, entry="orchestrator.kinds.inference.job:run_inference", args=args, outputs=OUTPUTS)
+                gpus = self.gpus_for(model)
+                args = InferenceArgs(
+                    model=model,
+                    task=task,
+                    backend=self.backend,
+                    batch_size=self.batch_size,
+                    limit=self.limit,
+                    smoke=self.smoke,
+                    seed=self.seed,
+                    device=self.device,
+                    backend_options=self.backend_options,
+                    wandb=self.wandb.model_dump(),
+                    gpus=gpus,
                 )
+                shapes.setdefault(gpus, []).append(Unit(run=run, entry=ENTRY, args=args, outputs=OUTPUTS))
         stages = []
         for gpus, units in sorted(shapes.items()):
             resources = Resources.model_validate({**self.resources.model_dump(), "gpus_per_node": gpus})

@@ -20,7 +20,7 @@ Pure pydantic + yaml + jinja2: loading a suite never imports torch or datasets.
 
 from __future__ import annotations
 
-import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError, UserError
+from orchestrator.core.spec import deep_merge, format_validation_error
+from orchestrator.generation.task import DatasetSpec, Task, TaskGeneration
+from orchestrator.scoring.registry import CODE_SCORERS, check_scorer_ref
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -38,12 +41,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskConfig(_Strict):
-    """One task of a suite: its data, how to prompt, how to score, how much to generate."""
+class SuiteTask(_Strict):
+    """A task as a suite file writes it (compact keys); `to_task` makes it a `generation.task.Task`."""
 
     data: str = Field(min_length=1)  # file relative to the data root (.jsonl, .json or .parquet)
     prompt: str = Field(min_length=1)  # jinja2 template over one record's fields
-    scorer: str  # a name in suites.scoring.SUITE_SCORERS, or "package.module:function"
+    scorer: str  # a scorer name, or "package.module:function"
     gold: str = "answer"  # dotted path of the reference in a record ("test.0.output"); unused by code scorers
     id_field: str = "id"  # dotted path of a record's id; the row number when absent
     max_tokens: int = Field(1024, ge=1)
@@ -65,46 +68,34 @@ class TaskConfig(_Strict):
             raise ValueError(f"data file {v!r} must be relative to the data root (no leading /, no '..')")
         return v
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, v: str) -> str:
-        from jinja2 import TemplateSyntaxError
-
-        try:
-            _env().parse(v)
-        except TemplateSyntaxError as e:
-            raise ValueError(f"prompt is not a valid jinja2 template (line {e.lineno}): {e.message}") from None
-        return v
-
     @field_validator("scorer")
     @classmethod
     def _scorer(cls, v: str) -> str:
-        from orchestrator.scoring.suite_scorers import SUITE_SCORERS
+        return check_scorer_ref(v)
 
-        if v not in SUITE_SCORERS and ":" not in v:
-            raise ValueError(
-                f"unknown scorer {v!r}; use one of {', '.join(sorted(SUITE_SCORERS))} or 'package.module:function'"
-            )
-        return v
-
-    @property
-    def sampling_temperature(self) -> float:
-        if self.temperature is not None:
-            return self.temperature
-        return 0.0 if self.samples == 1 else 0.6
-
-
-class Task(_Strict):
-    """A task with its place in the suite and its resolved data file."""
-
-    name: str
-    domain: str
-    config: TaskConfig
-    data_file: Path
-
-    @property
-    def data_format(self) -> str:
-        return DATA_FORMATS[self.data_file.suffix]
+    def to_task(self, name: str, domain: str, data_root: Path) -> Task:
+        temperature = self.temperature if self.temperature is not None else (0.0 if self.samples == 1 else 0.6)
+        return Task(
+            name=name,
+            description=self.description,
+            domain=domain,
+            dataset=DatasetSpec(
+                path=DATA_FORMATS[Path(self.data).suffix], data_files=str(data_root / self.data), split="train"
+            ),
+            id=f"{self.id_field!r} | field(idx)",
+            prompt=self.prompt,
+            gold=None if self.scorer in CODE_SCORERS else f"{self.gold!r} | field",
+            scorer=self.scorer,
+            generation=TaskGeneration(
+                max_new_tokens=self.max_tokens,
+                temperature=temperature,
+                top_p=self.top_p,
+                stop=self.stop,
+                samples=self.samples,
+            ),
+            timeout_s=self.timeout_s,
+            resources=self.resources,
+        )
 
 
 class SuiteFile(_Strict):
@@ -118,8 +109,6 @@ class SuiteFile(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> SuiteFile:
-        import re
-
         seen: dict[str, str] = {}
         for domain, tasks in self.domains.items():
             if not re.match(NAME, domain):
@@ -148,7 +137,7 @@ class Suite(_Strict):
 
     @property
     def domains(self) -> list[str]:
-        return list(dict.fromkeys(t.domain for t in self.tasks))
+        return list(dict.fromkeys(t.domain_name for t in self.tasks))
 
     def task(self, name: str) -> Task:
         for t in self.tasks:
@@ -168,12 +157,16 @@ class Suite(_Strict):
                     f"(domains: {', '.join(self.domains)}; tasks: {', '.join(t.name for t in self.tasks)})"
                 )
         for t in self.tasks:
-            if t.name in names or t.domain in names:
+            if t.name in names or t.domain_name in names:
                 chosen.append(t)
         return chosen
 
     def missing_data(self, tasks: list[Task] | None = None) -> list[str]:
-        return [f"{t.domain}.{t.name}: {t.data_file}" for t in (tasks or self.tasks) if not t.data_file.is_file()]
+        return [
+            f"{t.domain_name}.{t.name}: {t.dataset.data_files}"
+            for t in (tasks or self.tasks)
+            if not Path(str(t.dataset.data_files)).is_file()
+        ]
 
 
 def resolve_suite_path(ref: str | Path) -> Path:
@@ -195,8 +188,6 @@ def resolve_suite_path(ref: str | Path) -> Path:
 
 def load_suite(ref: str | Path, data_root: str | Path | None = None) -> Suite:
     """Read and validate a suite; SpecError (exit 2) naming the file and key on any problem."""
-    from orchestrator.core.spec import format_validation_error
-
     path = resolve_suite_path(ref)
     shown = str(path)
     raw, own_root = _read_raw(path, ())
@@ -218,11 +209,11 @@ def load_suite(ref: str | Path, data_root: str | Path | None = None) -> Suite:
                 problems.append(f"domains.{domain}.{name}: a task is a mapping (data, prompt, scorer, ...)")
                 continue
             try:
-                cfg = TaskConfig.model_validate({**suite.defaults, **body, **suite.override})
+                entry = SuiteTask.model_validate({**suite.defaults, **body, **suite.override})
+                tasks.append(entry.to_task(name, domain, root))
             except ValidationError as e:
-                problems += [f"domains.{domain}.{name}.{p}" for p in format_validation_error(e, TaskConfig)]
-                continue
-            tasks.append(Task(name=name, domain=domain, config=cfg, data_file=root / cfg.data))
+                schema = SuiteTask if e.title == SuiteTask.__name__ else Task
+                problems += [f"domains.{domain}.{name}.{p}" for p in format_validation_error(e, schema)]
     if problems:
         raise SpecError(shown, problems)
     return Suite(name=suite.name, source=shown, description=suite.description, data_root=root, tasks=tuple(tasks))
@@ -231,8 +222,6 @@ def load_suite(ref: str | Path, data_root: str | Path | None = None) -> Suite:
 def _read_raw(path: Path, stack: tuple[Path, ...]) -> tuple[dict, Path | None]:
     """The suite file as a mapping, its `base:` merged underneath (the file wins); the data
     root it names (relative to the file that names it)."""
-    from orchestrator.core.spec import deep_merge
-
     shown = str(path)
     if path in stack:
         raise SpecError(shown, f"base: cycle {' → '.join(p.name for p in (*stack, path))}")
@@ -255,85 +244,3 @@ def _read_raw(path: Path, stack: tuple[Path, ...]) -> tuple[dict, Path | None]:
         raw = deep_merge(base_raw, raw)
         root = root or base_root
     return raw, root
-
-
-# --------------------------------------------------------------------------- records and prompts
-
-
-def _env():
-    """Sandboxed: prompts come from suite files and render data records (neither is trusted)."""
-    import json
-
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
-    env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
-    env.filters["grid"] = lambda g: "\n".join(" ".join(str(c) for c in row) for row in g)
-    env.globals["letters"] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return env
-
-
-def render_prompt(task: Task, record: dict) -> str:
-    from jinja2 import UndefinedError
-
-    try:
-        return _env().from_string(task.config.prompt).render(**record)
-    except UndefinedError as e:
-        raise UserError(
-            f"task {task.name}: the prompt uses a field the data does not have ({e.message}); "
-            f"fields: {', '.join(sorted(record))} (file {task.data_file})"
-        ) from None
-
-
-def field_value(record: dict, dotted: str) -> Any:
-    """`a.b.0.c` into nested dicts/lists; KeyError when absent."""
-    value: Any = record
-    for part in dotted.split("."):
-        if isinstance(value, list) and part.lstrip("-").isdigit():
-            value = value[int(part)]
-        elif isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            raise KeyError(dotted)
-    return value
-
-
-def _clean(v: Any) -> Any:
-    """Arrow gives NaN for a missing float and numpy types: back to plain JSON values."""
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if hasattr(v, "tolist"):
-        return _clean(v.tolist())
-    return v
-
-
-def read_examples(task: Task, limit: int | None = None) -> list[dict]:
-    """The task's records through `datasets.load_dataset("json"|"parquet")`, each with an `_id`."""
-    if not task.data_file.is_file():
-        raise UserError(
-            f"task {task.name}: data file {task.data_file} not found (set the data root with "
-            "--data-root, the suite's data_root or ORCH_EVAL_DATA; formats: docs/suites.md)"
-        )
-    import datasets
-
-    datasets.disable_progress_bars()
-    ds = datasets.load_dataset(task.data_format, data_files=str(task.data_file), split="train")
-    rows = []
-    for i, record in enumerate(ds):
-        if limit is not None and i >= limit:
-            break
-        record = _clean(dict(record))
-        try:
-            rid = str(field_value(record, task.config.id_field))
-        except KeyError:
-            rid = str(i)
-        rows.append({**record, "_id": rid})
-    ids = [r["_id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise UserError(f"task {task.name}: ids in {task.data_file} (field {task.config.id_field!r}) are not unique")
-    return rows
