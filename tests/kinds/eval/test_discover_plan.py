@@ -77,7 +77,7 @@ def test_plan_every_checkpoint_times_every_task_skipping_existing_results(make_e
     assert len(stage.units) == 5 * 3 and stage.after_runs == ()
     assert {u.run for u in stage.units} >= {"a__epoch_3__aime", "b__epoch_1__supergpqa"}
     unit = next(u for u in stage.units if u.run == "a__epoch_2__math500")
-    assert unit.entry == "orchestrator.kinds.eval.job:evaluate_checkpoint" and unit.args["checkpoint"] == "epoch_2"
+    assert unit.entry == "orchestrator.kinds.eval.job:evaluate_checkpoint" and unit.args.checkpoint == "epoch_2"
     # the declared output is the documented result file, relative to the unit's run dir
     assert (paths.run_dir(s.name, unit.run) / unit.outputs[0]).resolve() == paths.eval_result(
         "exp", "a", "epoch_2", "math500"

@@ -46,7 +46,7 @@ STEP = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from orchestrator.kinds.train.recipe import prepare
+    from orchestrator.kinds.train.entry import prepare
 
     d = tmp_path_factory.mktemp("prepared")
     prepare(str(d), "x", ["arithmetic", "copy"], {}, n_train=16, n_val=4, seed=0)
@@ -94,7 +94,7 @@ def config(prepared: Path, **over) -> dict:
 
 TRAIN = textwrap.dedent("""
     import json, sys
-    from orchestrator.kinds.train.recipe import train_entry
+    from orchestrator.kinds.train.entry import train_entry
     train_entry(sys.argv[2], "exp", "arm", json.loads(sys.argv[1]))
 """)
 

@@ -26,7 +26,7 @@ VOLATILE = ("time_s", "train/update_s")  # wall-clock figures: the only values a
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from orchestrator.kinds.train.recipe import prepare
+    from orchestrator.kinds.train.entry import prepare
 
     d = tmp_path_factory.mktemp("prepared")
     prepare(str(d), "x", ["arithmetic", "copy"], {}, n_train=64, n_val=32, seed=0)
@@ -65,7 +65,7 @@ def config(prepared: Path, **over) -> dict:
 
 
 def run_arm(experiment: str, arm: str, cfg: dict) -> dict:
-    from orchestrator.kinds.train.recipe import train_entry
+    from orchestrator.kinds.train.entry import train_entry
 
     run_dir = paths.run_dir(experiment, arm)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(orch_home, prepared):
 
     # the same run in a process killed (SIGKILL) right after its epoch-2 checkpoint...
     code = (
-        "import json, sys; from orchestrator.kinds.train.recipe import train_entry; "
+        "import json, sys; from orchestrator.kinds.train.entry import train_entry; "
         "train_entry(run_dir=sys.argv[1], experiment='resumed', arm='arm', config=json.loads(sys.argv[2]))"
     )
     run_dir = paths.run_dir("resumed", "arm")

@@ -14,7 +14,7 @@ def test_shipped_specs_plan_two_arms():
     stages = stages_of(gpu)
     assert [s.name for s in stages] == ["baseline", "pcgrad"]
     assert all(s.checkpointable and s.resources.gpus_per_node == 2 and s.resources.cpus_per_task == 32 for s in stages)
-    base, mtl = (s.units[0].args["config"] for s in stages)
+    base, mtl = (s.units[0].args.config for s in stages)
     assert base["mtl"]["enabled"] is False and mtl["mtl"]["enabled"] is True and mtl["mtl"]["method"] == "pcgrad"
     assert base["trainer"]["epochs"] == 30 and base["trainer"]["test_freq"] == 3 and base["trainer"]["save_freq"] == 5
     assert base["trainer"]["keep_last"] == 10
@@ -33,7 +33,7 @@ def test_shipped_specs_plan_two_arms():
     assert tiny[0].template == "sbatch.sh.j2" and tiny[1].template == "ray.sh.j2"  # rollout actors on Ray
     assert tiny[1].template_vars["ray_num_cpus"] == 2
     assert tiny[1].after == ("prepare",) and tiny[1].units[0].outputs == ("metrics.jsonl", "summary.json")
-    cfg = tiny[1].units[0].args["config"]
+    cfg = tiny[1].units[0].args.config
     assert cfg["model"].endswith("mtl-comparison-tiny/prepare/model")
     assert cfg["domains"]["copy"]["train"].endswith("prepare/data/copy_train.parquet")
 
@@ -41,9 +41,9 @@ def test_shipped_specs_plan_two_arms():
 def test_set_overrides_reach_arms():
     spec = load_spec("mtl-comparison-tiny", ["trainer.epochs=3", "arms.pcgrad.trainer.lr=0.5"])
     stages = {s.name: s for s in stages_of(spec)}
-    assert stages["baseline"].units[0].args["config"]["trainer"]["epochs"] == 3
-    assert stages["pcgrad"].units[0].args["config"]["trainer"]["lr"] == 0.5
-    assert stages["baseline"].units[0].args["config"]["trainer"]["lr"] == 3.0e-3
+    assert stages["baseline"].units[0].args.config["trainer"]["epochs"] == 3
+    assert stages["pcgrad"].units[0].args.config["trainer"]["lr"] == 0.5
+    assert stages["baseline"].units[0].args.config["trainer"]["lr"] == 3.0e-3
 
 
 @pytest.mark.parametrize(
@@ -93,9 +93,7 @@ def test_domains_without_files_are_refused():
 
 
 def test_submit_prints_jobs_and_where_results_go(cli, monkeypatch):
-    monkeypatch.setattr(
-        "orchestrator.core.submit._submit_local", lambda exp, stage, units, plan, deps: f"{stage.name}-id"
-    )
+    monkeypatch.setattr("orchestrator.executors.local.submit_stage", lambda exp, stage, units, deps: f"{stage.name}-id")
     res = cli("submit", "mtl-comparison-tiny", "--executor", "local")
     assert res.code == 0, res.err
     out = res.out

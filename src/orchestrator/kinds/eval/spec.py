@@ -16,15 +16,29 @@ of an arm still training wait for its unit (afterok), so they land in a stage of
 from __future__ import annotations
 
 import hashlib
+import os
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
 from orchestrator.core import paths
+from orchestrator.core.errors import UserError
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, deep_merge
+from orchestrator.kinds.eval.discover import Arm, discover
+from orchestrator.kinds.eval.job import ENTRY, EvalArgs
+from orchestrator.kinds.eval.suites import load_suite
 
-ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One planning pass: what discovery found, the stages, and what was noted or left out."""
+
+    arms: dict[str, Arm]
+    stages: list[Stage]
+    notes: list[str]
+    skipped: list[str]  # "<arm>/<checkpoint>/<task>" whose result exists
 
 
 class EvalSpec(BaseSpec):
@@ -49,17 +63,10 @@ class EvalSpec(BaseSpec):
     # ---------------------------------------------------------------- planning
 
     def plan(self) -> list[Stage]:
-        cached = getattr(self, "_stages", None)
-        if cached is None:
-            cached = self._plan()
-            object.__setattr__(self, "_stages", cached)
-        return cached
+        return self.evaluation().stages
 
-    def _plan(self) -> list[Stage]:
-        from orchestrator.core.errors import UserError
-        from orchestrator.kinds.eval.discover import discover
-        from orchestrator.kinds.eval.suites import load_suite
-
+    def evaluation(self) -> Evaluation:
+        """Discovery and the plan, computed afresh from the spec and the files it reads."""
         suite = load_suite(self.suite, self.data_root)
         tasks = suite.select(self.tasks)
         missing = suite.missing_data(tasks)
@@ -94,22 +101,9 @@ class EvalSpec(BaseSpec):
         shapes: dict[str, Resources] = {}
         for arm in arms.values():
             notes += [f"{arm.name}: {n}" for n in arm.notes]
+            names, note = self._checkpoint_names(arm)
+            notes += [note] if note else []
             wait = f"{self.experiment}/{arm.name}" if arm.training else ""
-            if self.checkpoints == "all":
-                names = [c.name for c in arm.checkpoints]
-                if arm.training:  # more checkpoints are coming: evaluate them once training ends
-                    names.append("pending")
-                    notes.append(
-                        f"{arm.name}: still training (job {arm.training}); its checkpoints written from "
-                        "now on are evaluated after it ends"
-                    )
-            elif arm.training:
-                names = ["final"]  # the latest and best are known only when training has ended
-                notes.append(
-                    f"{arm.name}: still training (job {arm.training}); latest and best evaluated after it ends"
-                )
-            else:
-                names = list(dict.fromkeys(c.name for c in (arm.latest, arm.best) if c is not None))
             for ckpt in names:
                 for task in tasks:
                     deferred = ckpt in ("final", "pending")
@@ -117,32 +111,22 @@ class EvalSpec(BaseSpec):
                     if not deferred and result.exists():
                         skipped.append(f"{arm.name}/{ckpt}/{task.name}")
                         continue
-                    resources = self._resources(task.config.resources)
+                    resources = self._resources(task.resources)
                     key = resources.model_dump_json()
                     shapes[key] = resources
                     # A checkpoint that exists needs nothing; a deferred one waits for training.
                     dep = wait if deferred else ""
                     run = paths.eval_run(arm.name, ckpt, task.name)
-                    out = () if deferred else (self._relative_result(run, result),)
-                    groups.setdefault((key, dep), []).append(
-                        Unit(
-                            run=run,
-                            entry=ENTRY,
-                            args={**common, "arm": arm.name, "checkpoint": ckpt, "task": task.name},
-                            outputs=out,
-                        )
-                    )
-        object.__setattr__(self, "_skipped_results", skipped)
-        object.__setattr__(self, "_notes", notes)
-        object.__setattr__(self, "_arms", arms)
+                    out = () if deferred else (os.path.relpath(result, paths.run_dir(self.name, run)),)
+                    args = EvalArgs(**common, arm=arm.name, checkpoint=ckpt, task=task.name)
+                    groups.setdefault((key, dep), []).append(Unit(run=run, entry=ENTRY, args=args, outputs=out))
         stages = []
         for (key, dep), units in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             r = shapes[key]
             digest = hashlib.sha1(f"{key}|{dep}".encode()).hexdigest()[:6]
-            name = f"eval-{r.cpus_per_task}c{r.gpus_per_node * r.nodes}g-{digest}"
             stages.append(
                 Stage(
-                    name=name,
+                    name=f"eval-{r.cpus_per_task}c{r.gpus_per_node * r.nodes}g-{digest}",
                     resources=r,
                     env=self.env,
                     units=tuple(units),
@@ -150,7 +134,24 @@ class EvalSpec(BaseSpec):
                     array_parallelism=self.array_parallelism,
                 )
             )
-        return stages
+        return Evaluation(arms, stages, notes, skipped)
+
+    def _checkpoint_names(self, arm: Arm) -> tuple[list[str], str]:
+        """The checkpoints of an arm to evaluate (deferred ones: "pending", "final"), and a note."""
+        if self.checkpoints == "all":
+            names = [c.name for c in arm.checkpoints]
+            if not arm.training:
+                return names, ""
+            # more checkpoints are coming: evaluate them once training ends
+            return names + ["pending"], (
+                f"{arm.name}: still training (job {arm.training}); its checkpoints written from "
+                "now on are evaluated after it ends"
+            )
+        if arm.training:  # the latest and best are known only when training has ended
+            return [
+                "final"
+            ], f"{arm.name}: still training (job {arm.training}); latest and best evaluated after it ends"
+        return list(dict.fromkeys(c.name for c in (arm.latest, arm.best) if c is not None)), ""
 
     def _resources(self, overrides: dict) -> Resources:
         merged = deep_merge(self.resources.model_dump(), overrides)
@@ -158,21 +159,15 @@ class EvalSpec(BaseSpec):
             merged["gpus_per_node"] = self.tensor_parallel_size  # one process drives TP GPUs of one node
         return Resources.model_validate(merged)
 
-    def _relative_result(self, run: str, result) -> str:
-        """The result file as a path relative to the unit's run dir, so the runner and the
-        monitor check it like any declared output (it lives under the training experiment)."""
-        import os
-
-        return os.path.relpath(result, paths.run_dir(self.name, run))
-
     def submit_notes(self) -> list[str]:
         return [f"results in {paths.eval_dir(self.experiment)}"]
 
-    def plan_summary(self) -> str:
-        """What discovery found and what was left out, for --dry-run and submit output."""
-        self.plan()
-        lines = [f"checkpoints of {self.experiment} (looked in {paths.checkpoints_dir() / self.experiment}):"]
-        for arm in self._arms.values():
+    def plan_summary(self, evaluation: Evaluation | None = None) -> str:
+        """What discovery found and what was left out, for --dry-run and submit output (pass the
+        `evaluation()` already made to avoid a second discovery)."""
+        ev = evaluation or self.evaluation()
+        lines = [f"checkpoints of {self.experiment} (looked in {paths.experiment_checkpoints_dir(self.experiment)}):"]
+        for arm in ev.arms.values():
             names = ", ".join(c.name for c in arm.checkpoints) or "none yet"
             extra = [
                 f"latest {arm.latest.name}" if arm.latest else "",
@@ -180,12 +175,12 @@ class EvalSpec(BaseSpec):
                 f"training as job {arm.training}" if arm.training else "",
             ]
             lines.append(f"  {arm.name}: {names}" + "".join(f"; {e}" for e in extra if e))
-        for n in self._notes:
+        for n in ev.notes:
             lines.append(f"  note: {n}")
-        if self._skipped_results:
+        if ev.skipped:
             lines.append(
-                f"  {len(self._skipped_results)} unit(s) skipped, result exists: "
-                + ", ".join(self._skipped_results[:10])
-                + (" ..." if len(self._skipped_results) > 10 else "")
+                f"  {len(ev.skipped)} unit(s) skipped, result exists: "
+                + ", ".join(ev.skipped[:10])
+                + (" ..." if len(ev.skipped) > 10 else "")
             )
         return "\n".join(lines)

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.core import files, paths
 from orchestrator.core.errors import UserError
 
 
@@ -93,22 +94,19 @@ def _row(source: str, prompt: str, answer: str, ability: str, index: int) -> dic
 
 
 def write_parquet(rows: list[dict], path: str | Path) -> Path:
-    """Write rows atomically (temp file + rename)."""
-    import os
-
+    """Write rows atomically (core.files.write_atomic)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
-    return path
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    files.write_atomic(Path(path), sink.getvalue().to_pybytes())
+    return Path(path)
 
 
-def write_synthetic(domain: str, out_dir: str | Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Path]:
-    """<out_dir>/<domain>_train.parquet and <domain>_val.parquet (disjoint seeds)."""
+def write_synthetic(domain: str, prepare_dir: str | Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Path]:
+    """A synthetic domain's train and val files under a prepare run dir (paths.prepared_data;
+    disjoint seeds). Returns (train, val)."""
     if domain not in SYNTHETIC:
         raise UserError(f"no synthetic generator {domain!r}; known: {sorted(SYNTHETIC)}")
     make = SYNTHETIC[domain]
@@ -116,5 +114,7 @@ def write_synthetic(domain: str, out_dir: str | Path, n_train: int, n_val: int, 
     for split, rows in (("train", train), ("val", val)):
         for r in rows:
             r["extra_info"]["split"] = split
-    out = Path(out_dir)
-    return write_parquet(train, out / f"{domain}_train.parquet"), write_parquet(val, out / f"{domain}_val.parquet")
+    return (
+        write_parquet(train, paths.prepared_data(Path(prepare_dir), domain, "train")),
+        write_parquet(val, paths.prepared_data(Path(prepare_dir), domain, "val")),
+    )

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
 
 PORT_BASE, PORT_SLOTS = 61000, 4500  # 61000-65499: outside the ephemeral range 32768-60999
 
@@ -131,8 +133,6 @@ def shard(model: torch.nn.Module, param_dtype: torch.dtype | None = None, cpu_of
     optimizer state stay fp32, and gradients are reduced in fp32. cpu_offload: keep the shards,
     their gradients and the optimizer on the CPU (the step runs there), on the GPU only while a
     layer computes."""
-    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
-
     kwargs: dict[str, Any] = {}
     if param_dtype is not None:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
@@ -157,9 +157,26 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if hasattr(t, "to_local") else t
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
+def flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
+    """The (this rank's shard of the) gradient of params as one flat vector; zeros where none."""
+    return torch.cat(
+        [(local(p.grad) if p.grad is not None else torch.zeros_like(local(p))).reshape(-1) for p in params]
+    )
 
+
+def set_flat_grad(params: list[torch.Tensor], flat: torch.Tensor) -> None:
+    """Write a flat (this rank's shard of the) gradient into params' .grad (flat_grad's inverse)."""
+    offset = 0
+    for p in params:
+        shard = local(p)
+        g = flat[offset : offset + shard.numel()].view_as(shard).clone()
+        offset += shard.numel()
+        if hasattr(p, "device_mesh"):  # an FSDP2 shard (DTensor)
+            g = DTensor.from_local(g, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
+        p.grad = g
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
@@ -257,8 +274,6 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
                 shard = torch.zeros_like(p.to_local(), dtype=v.dtype)
                 start, end = _chunk(v.shape[0], dist.get_world_size(), dist.get_rank())
                 shard.copy_(v[start:end])
-                from torch.distributed.tensor import DTensor
-
                 v = DTensor.from_local(shard, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
             entry[k] = v
         native_state[index[name]] = entry

@@ -6,10 +6,11 @@ reference and value estimates, advantages (GAE with a critic, or GRPO group adva
 PPO updates. The policy loss is taken per domain: the baseline arm steps on the sum of the
 per-domain gradients, the multi-task arm (mtl.enabled, method pcgrad) on their PCGrad
 combination. Metrics go to logs/<exp>/<arm>/metrics.jsonl (one line per epoch), the run's
-account to summary.json, checkpoints to checkpoints/<exp>/<arm>/epoch_<N>/ (see checkpoint.py).
+account to summary.json (records.py), checkpoints to checkpoints/<exp>/<arm>/epoch_<N>/
+(checkpoint.py). Entry points: entry.py; samples and their tensors: samples.py.
 
 Several learners (a job with nodes × tasks_per_node > 1 tasks) shard the models with FSDP2 and
-split every minibatch between them (train/distributed.py); rank 0 alone drives the rollouts,
+split every minibatch between them (distributed.py); rank 0 alone drives the rollouts,
 validation, logs and checkpoints, and broadcasts what the others need. Each rank's loss is
 weighted by its share of the minibatch's tokens, so the reduced gradient is the one a single
 learner would compute, and PCGrad takes its dot products over the whole gradient.
@@ -21,20 +22,17 @@ states are restored, so on CPU a resumed run ends where an uninterrupted one doe
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
-from orchestrator.core import paths
-from orchestrator.core.files import write_json_atomic
 from orchestrator.kinds.train import checkpoint, distributed
-from orchestrator.kinds.train.data import Example, epoch_order, load_verl_parquet, write_synthetic
-from orchestrator.kinds.train.distributed import local
+from orchestrator.kinds.train.config import TrainConfig
+from orchestrator.kinds.train.data import Example, epoch_order, load_verl_parquet
 from orchestrator.kinds.train.early_stop import EarlyStopping
 from orchestrator.kinds.train.pcgrad import conflict_stats, distributed_dot, pcgrad
 from orchestrator.kinds.train.ppo import (
@@ -48,22 +46,19 @@ from orchestrator.kinds.train.ppo import (
     token_rewards,
     value_loss,
 )
-from orchestrator.kinds.train.rollout import Request, Rollouts, Sample
-from orchestrator.kinds.train.spec import TrainConfig
-
-SCHEMA_VERSION = 1
+from orchestrator.kinds.train.records import ArmRecords, epoch_metrics, mean, progress_line
+from orchestrator.kinds.train.rollout import Rollouts
+from orchestrator.kinds.train.samples import Request, collate
 
 
 class PPOTrainer:
     def __init__(self, cfg: TrainConfig, experiment: str, arm: str, run_dir: str | Path) -> None:
         self.cfg, self.experiment, self.arm, self.run_dir = cfg, experiment, arm, Path(run_dir)
-        self.metrics_file = self.run_dir / "metrics.jsonl"
+        self.records = ArmRecords(cfg, experiment, arm, run_dir)
 
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
-
         cfg, t = self.cfg, self.cfg.trainer
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -108,28 +103,12 @@ class PPOTrainer:
         self.epoch, self.step, self.wall_time_s, self.last_val, self.last_metrics = 0, 0, 0.0, {}, {}
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
-        self.rollouts = self.wandb = None
+        self.rollouts = None
         if self.main:
-            self._drop_metrics_after(self.epoch)
+            self.records.drop_after(self.epoch)
             checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
-            rewards = {n: d.reward for n, d in cfg.domains.items()}
-            r = cfg.rollout
-            kwargs = dict(
-                model_path=cfg.model,
-                rewards=rewards,
-                max_new_tokens=t.max_response_tokens,
-                temperature=t.temperature,
-                device=self._rollout_device(),
-                threads=r.threads,
-                micro_batch=r.micro_batch,
-                dtype=r.dtype,
-            )
-            if r.backend == "vllm":
-                kwargs.update(
-                    tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization
-                )
-            self.rollouts = Rollouts(r.workers, kwargs, num_cpus=r.num_cpus, num_gpus=r.num_gpus, backend=r.backend)
-            self.wandb = self._init_wandb()
+            self.rollouts = Rollouts.for_config(cfg, self._rollout_device())
+            self.records.start_wandb()
         self._push_weights()
 
     def _place(self, model, trained: bool = True):
@@ -170,64 +149,7 @@ class PPOTrainer:
         if self.main:
             print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
 
-    def _drop_metrics_after(self, epoch: int) -> None:
-        """Lines an interrupted attempt wrote after its last checkpoint (all of them, without one)
-        belong to epochs this run does again: drop them so none is duplicated."""
-        if not self.metrics_file.exists():
-            return
-        lines = [ln for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch] if epoch > 0 else []
-        if len(kept) != len(lines):
-            tmp = self.metrics_file.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            os.replace(tmp, self.metrics_file)
-
-    def _init_wandb(self):
-        w = self.cfg.wandb
-        if not w.enabled or w.mode == "disabled":
-            return None
-        import wandb
-
-        directory = paths.wandb_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        return wandb.init(
-            project=w.project,
-            group=self.experiment,
-            name=self.arm,
-            id=f"{self.experiment}-{self.arm}",
-            dir=str(directory),
-            mode=w.mode,
-            resume="allow",
-            job_type="train",
-            config=self.cfg.model_dump(mode="json"),
-        )
-
     # ------------------------------------------------------------------ tensors
-
-    def _batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        """Samples -> padded tensors: prompts left-padded [B, L], responses right-padded [B, T]."""
-        pad = self.tokenizer.pad_token_id
-        L = max(len(s.prompt_ids) for s in samples)
-        T = max(len(s.response_ids) for s in samples)
-        prompt = torch.full((len(samples), L), pad, dtype=torch.long)
-        prompt_mask = torch.zeros((len(samples), L))
-        resp = torch.full((len(samples), T), pad, dtype=torch.long)
-        resp_mask = torch.zeros((len(samples), T))
-        for i, s in enumerate(samples):
-            prompt[i, L - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
-            prompt_mask[i, L - len(s.prompt_ids) :] = 1
-            resp[i, : len(s.response_ids)] = torch.tensor(s.response_ids)
-            resp_mask[i, : len(s.response_ids)] = 1
-        dev = self.device
-        return {
-            "prompt": prompt.to(dev),
-            "prompt_mask": prompt_mask.to(dev),
-            "resp": resp.to(dev),
-            "mask": resp_mask.to(dev),
-            "scores": torch.tensor([s.score for s in samples], device=dev),
-            "domain": torch.tensor([self.domains.index(s.domain) for s in samples], device=dev),
-            "group": torch.tensor([s.group for s in samples], device=dev),
-        }
 
     # Splitting work between learners: rank r takes rows r, r + W, ... of a minibatch, and weights
     # its losses by its share of the minibatch's tokens (times W: FSDP averages over ranks), so
@@ -302,27 +224,10 @@ class PPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss, st = self._policy_loss(b, mine, self._logprobs(self.policy, b, mine))
             (loss * (share * self.world.size) if self.world.distributed else loss).backward()
-            rows.append(
-                torch.cat(
-                    [(local(p.grad) if p.grad is not None else torch.zeros_like(local(p))).reshape(-1) for p in params]
-                )
-            )
+            rows.append(distributed.flat_grad(params))
             names.append(d)
             stats[d] = (loss.detach() * share, st["clipfrac"] * share)
         return names, torch.stack(rows), stats
-
-    def _set_grads(self, params: list[torch.Tensor], flat: torch.Tensor) -> None:
-        """Write a flat (this rank's shard of the) gradient into params' .grad."""
-        offset = 0
-        for p in params:
-            shard = local(p)
-            g = flat[offset : offset + shard.numel()].view_as(shard).clone()
-            offset += shard.numel()
-            if hasattr(p, "device_mesh"):  # an FSDP2 shard (DTensor)
-                from torch.distributed.tensor import DTensor
-
-                g = DTensor.from_local(g, p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
-            p.grad = g
 
     def _clip(self, model, params: list[torch.Tensor]) -> float:
         """Clip the whole gradient's norm to trainer.max_grad_norm; returns the norm before."""
@@ -341,7 +246,7 @@ class PPOTrainer:
         out: dict = {}
         if self.cfg.mtl.enabled:  # PCGrad over the per-domain gradients
             names, grads, stats = self.domain_grads(b, idx)
-            self._set_grads(params, pcgrad(grads, generator=self.pcgrad_generator, dot=dot))
+            distributed.set_flat_grad(params, pcgrad(grads, generator=self.pcgrad_generator, dot=dot))
             loss = sum(s[0] for s in stats.values())
             clipfrac = torch.stack([s[1] for s in stats.values()]).mean()
             out["conflict"] = conflict_stats(grads, dot=dot, names=names)
@@ -396,7 +301,7 @@ class PPOTrainer:
         requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(g)]
         samples = self.rollouts.generate(requests, seed=t.seed * 1_000_003 + self.step * 101) if self.main else None
         samples = distributed.broadcast_object(samples, self.world)
-        b = self._batch(samples)
+        b = collate(samples, self.domains, self.tokenizer.pad_token_id, self.device)
         self._advantages(b)
         started = time.perf_counter()
         order = torch.Generator().manual_seed(t.seed * 7919 + self.step)
@@ -423,27 +328,7 @@ class PPOTrainer:
             self.train_step([self.train_data[i] for i in order[s : s + t.batch_size]], diagnose=(s == 0))
             for s in range(0, len(order), t.batch_size)
         ]
-        samples = [x for st in steps for x in st["samples"]]
-        pol = [p for st in steps for p in st["policy"]]
-        m: dict = {
-            "train/reward_mean": _mean([s.score for s in samples]),
-            "train/policy_loss": _mean([p["policy_loss"] for p in pol]),
-            "train/clipfrac": _mean([p["clipfrac"] for p in pol]),
-            "train/grad_norm": _mean([p["grad_norm"] for p in pol]),
-            "train/kl": _mean([st["kl"] for st in steps]),
-            "train/response_length": _mean([len(s.response_ids) for s in samples]),
-            "train/update_s": _mean([st["update_s"] for st in steps]),
-        }
-        for d in self.domains:
-            m[f"train/{d}/reward"] = _mean([s.score for s in samples if s.domain == d])
-        if self.critic is not None:
-            m["train/value_loss"] = _mean([c for st in steps for c in st["critic"]])
-        conflicts = [p["conflict"] for p in pol if "conflict" in p]
-        if conflicts:
-            for pair in conflicts[0]["pairs"]:
-                m[f"grad/cosine/{pair}"] = _mean([c["pairs"][pair] for c in conflicts if pair in c["pairs"]])
-            m["grad/conflict_fraction"] = _mean([c["conflict_fraction"] for c in conflicts])
-        return m
+        return epoch_metrics(steps, self.domains, self.critic is not None)
 
     def validate(self) -> dict:
         """Greedy responses on every domain's validation set: mean reward per domain and overall
@@ -455,19 +340,13 @@ class PPOTrainer:
             samples = self.rollouts.generate(
                 [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples)], seed=0, greedy=True
             )
-            m[f"val/{d}/reward"] = _mean([s.score for s in samples])
-        m["val/reward_mean"] = _mean([m[f"val/{d}/reward"] for d in self.val_data])
+            m[f"val/{d}/reward"] = mean([s.score for s in samples])
+        m["val/reward_mean"] = mean([m[f"val/{d}/reward"] for d in self.val_data])
         return distributed.broadcast_object(m, self.world)
 
     def log(self, line: dict) -> None:
-        if not self.main:
-            return
-        with open(self.metrics_file, "a") as f:
-            f.write(json.dumps(line, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in line.items() if isinstance(v, (int, float))}, step=line["epoch"])
+        if self.main:
+            self.records.log(line)
 
     def train(self) -> dict:
         t, es_cfg = self.cfg.trainer, self.cfg.early_stopping
@@ -477,7 +356,7 @@ class PPOTrainer:
         if self.epoch == 0 and t.val_before_train and self.resumed_from is None:
             val = self.validate()
             self.last_val = val
-            self.log({"schema_version": SCHEMA_VERSION, "epoch": 0, "step": 0, **val, "time_s": 0.0})
+            self.log(self.records.line(0, 0, val, 0.0))
         while stop_reason is None and self.epoch < t.epochs:
             epoch, epoch_start = self.epoch + 1, time.time()
             m = self.train_epoch(epoch)
@@ -492,26 +371,14 @@ class PPOTrainer:
                     stop_reason = decision.reason
                 stop_reason = distributed.broadcast_object(stop_reason, self.world)  # all learners stop together
             self.epoch = epoch
-            line = {
-                "schema_version": SCHEMA_VERSION,
-                "epoch": epoch,
-                "step": self.step,
-                **m,
-                "time_s": time.time() - epoch_start,
-            }
+            line = self.records.line(epoch, self.step, m, time.time() - epoch_start)
             self.log(line)
             self.last_metrics = line
             self.wall_time_s = base_wall + time.time() - started
             if epoch % t.save_freq == 0 or epoch == t.epochs or stop_reason or improved:
                 self.save_checkpoint(epoch, m, best=improved)
             if self.main:
-                print(
-                    f"[{self.arm}] epoch {epoch} step {self.step} "
-                    + " ".join(
-                        f"{k}={v:.3f}" for k, v in m.items() if k.startswith(("val/", "train/reward")) and v == v
-                    ),
-                    flush=True,
-                )
+                print(progress_line(self.arm, epoch, self.step, m), flush=True)
         self.wall_time_s = base_wall + time.time() - started
         return self.write_summary(stop_reason)
 
@@ -542,15 +409,7 @@ class PPOTrainer:
             "last_val": self.last_val,
             "last_metrics": self.last_metrics,
         }
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "experiment": self.experiment,
-            "arm": self.arm,
-            "epoch": epoch,
-            "step": self.step,
-            "metrics": metrics,
-            "config": self.cfg.model_dump(mode="json"),
-        }
+        meta = self.records.checkpoint_meta(epoch, self.step, metrics)
         path = checkpoint.save(
             self.experiment, self.arm, epoch, self.policy, self.tokenizer, state, meta, best=best, state_dict=weights
         )
@@ -561,63 +420,25 @@ class PPOTrainer:
         es = self.early_stopping
         r = self.cfg.rollout  # one device per learner, plus the rollout actors' GPUs
         devices = self.world.size + (r.workers * r.num_gpus if self.device == "cuda" else 0)
-        summary = {
-            "schema_version": SCHEMA_VERSION,
-            "config": self.cfg.model_dump(mode="json"),
-            "experiment": self.experiment,
-            "arm": self.arm,
-            "final": {**self.last_val, **self.last_metrics},
-            "best": {"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
-            "stopped_early": stop_reason is not None,
-            "stop_epoch": self.epoch,
-            "stop_reason": stop_reason or f"reached trainer.epochs = {self.cfg.trainer.epochs}",
-            "wall_time_s": self.wall_time_s,
-            "device": self.device,
-            "devices": devices,
-            "learners": self.world.size,
-            "device_hours": self.wall_time_s / 3600 * devices,
-            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-        }
+        summary = self.records.summary(
+            final={**self.last_val, **self.last_metrics},
+            best={"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
+            stopped_early=stop_reason is not None,
+            stop_epoch=self.epoch,
+            stop_reason=stop_reason or f"reached trainer.epochs = {self.cfg.trainer.epochs}",
+            wall_time_s=self.wall_time_s,
+            device=self.device,
+            devices=devices,
+            learners=self.world.size,
+            device_hours=self.wall_time_s / 3600 * devices,
+            resumed_from=str(self.resumed_from) if self.resumed_from else None,
+        )
         if self.main:
-            write_json_atomic(self.run_dir / "summary.json", summary)
+            self.records.write_summary(summary)
         return summary
 
     def cleanup(self, ok: bool = True) -> None:
         if getattr(self, "rollouts", None) is not None:
             self.rollouts.close()
-        if getattr(self, "wandb", None) is not None:
-            self.wandb.finish()
+        self.records.finish_wandb()
         distributed.shutdown(wait_for_others=ok)  # a failed rank must not wait for the others
-
-
-def _mean(xs: list[float]) -> float:
-    return float(sum(xs) / len(xs)) if xs else float("nan")
-
-
-# ---------------------------------------------------------------------- entry points (in the job)
-
-
-def train_entry(run_dir: str, experiment: str, arm: str, config: dict) -> int:
-    cfg = TrainConfig.model_validate(config)
-    trainer = PPOTrainer(cfg, experiment, arm, run_dir)
-    ok = False
-    try:
-        trainer.setup()
-        trainer.train()
-        ok = True
-    finally:
-        trainer.cleanup(ok)
-    return 0
-
-
-def prepare(
-    run_dir: str, experiment: str, domains: list[str], tiny_model: dict, n_train: int, n_val: int, seed: int
-) -> int:
-    """Tiny preset's first stage: a tiny random model and synthetic verl parquet files."""
-    from orchestrator.generation.tiny import build_model
-
-    build_model(Path(run_dir) / "model", seed=seed, **tiny_model)
-    for i, d in enumerate(domains):
-        write_synthetic(d, Path(run_dir) / "data", n_train, n_val, seed + i)
-    print(f"prepared {run_dir}: model/ and data/ for {', '.join(domains)}", file=sys.stderr)
-    return 0

@@ -1,9 +1,9 @@
 """Rollouts: sample responses with a copy of the policy and score them with the domain rewards.
 
 `RolloutWorker` is a plain class (transformers; `rollout_vllm.VLLMRolloutWorker` is the vLLM one
-with the same interface); `Rollouts` runs N of them as Ray actors (N = rollout.workers)
-spread over the allocation's nodes (train/ray_cluster.py), or one in this process when N is 0. The learner pushes its new weights to every worker after
-each update, so samples always come from the current policy.
+with the same interface); `Rollouts` runs N of them as Ray actors (N = rollout.workers) spread
+over the allocation's nodes (ray_cluster.py), or one in this process when N is 0. The learner
+pushes its new weights to every worker after each update, so samples come from the current policy.
 
 Sampling is a pure function of (weights, requests, seed): each chunk of requests draws from its
 own torch.Generator, so a resumed run samples exactly what an uninterrupted one would.
@@ -11,27 +11,14 @@ own torch.Generator, so a resumed run samples exactly what an uninterrupted one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
-@dataclass(frozen=True)
-class Request:
-    domain: str
-    messages: list[dict]
-    ground_truth: str
-    group: int  # responses to the same prompt share a group (GRPO advantages)
-
-
-@dataclass
-class Sample:
-    domain: str
-    group: int
-    prompt_ids: list[int]
-    response_ids: list[int]  # sampled tokens, up to and including EOS
-    text: str  # decoded response, without EOS
-    score: float
+from orchestrator.kinds.train.config import TrainConfig
+from orchestrator.kinds.train.ray_cluster import connect, spread
+from orchestrator.kinds.train.rollout_vllm import VLLMRolloutWorker
+from orchestrator.kinds.train.samples import Request, Sample
+from orchestrator.scoring.rewards import load_reward
 
 
 @torch.no_grad()
@@ -96,10 +83,6 @@ class RolloutWorker:
         micro_batch: int = 256,
         dtype: str = "float32",
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from orchestrator.scoring.rewards import load_reward
-
         if threads:
             torch.set_num_threads(threads)
         self.device = device
@@ -167,20 +150,34 @@ class Rollouts:
         self, workers: int, worker_kwargs: dict, num_cpus: float = 1, num_gpus: float = 0, backend: str = "hf"
     ) -> None:
         self.n = workers
-        worker_cls = RolloutWorker
-        if backend == "vllm":
-            from orchestrator.kinds.train.rollout_vllm import VLLMRolloutWorker as worker_cls
+        worker_cls = VLLMRolloutWorker if backend == "vllm" else RolloutWorker
         if workers == 0:
             self.local = worker_cls(**worker_kwargs)
             self.actors = []
             return
-        from orchestrator.kinds.train.ray_cluster import connect, spread
-
         connect()  # the Ray cluster of this SLURM allocation (templates/ray.sh.j2), or a local one
         self.local = None
         self.actors = spread(
             worker_cls, workers, actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus}, **worker_kwargs
         )
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, device: str) -> Rollouts:
+        """The rollout workers an arm's config asks for, sampling on `device`."""
+        t, r = cfg.trainer, cfg.rollout
+        kwargs = dict(
+            model_path=cfg.model,
+            rewards={n: d.reward for n, d in cfg.domains.items()},
+            max_new_tokens=t.max_response_tokens,
+            temperature=t.temperature,
+            device=device,
+            threads=r.threads,
+            micro_batch=r.micro_batch,
+            dtype=r.dtype,
+        )
+        if r.backend == "vllm":
+            kwargs.update(tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization)
+        return cls(r.workers, kwargs, num_cpus=r.num_cpus, num_gpus=r.num_gpus, backend=r.backend)
 
     def push_weights(self, state_dict: dict, version: int) -> None:
         """Every worker gets the learner's weights (one object-store copy shared by all). The

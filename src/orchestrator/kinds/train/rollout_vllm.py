@@ -35,8 +35,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+from transformers import AutoTokenizer
+
 from orchestrator.core.errors import UserError
-from orchestrator.kinds.train.rollout import Request, Sample
+from orchestrator.kinds.train.samples import Request, Sample
+from orchestrator.scoring.rewards import load_reward
 
 # Per-request seeds: seed * SEED_STRIDE + j. Rollouts gives chunk i the seed s + i; a plain s + i + j
 # would give request j of chunk i the seed of request j - 1 of chunk i + 1 (identical responses
@@ -136,11 +140,6 @@ class VLLMRolloutWorker:
         enforce_eager: bool = False,
     ) -> None:
         vllm = _require_vllm()
-        import torch
-        from transformers import AutoTokenizer
-
-        from orchestrator.scoring.rewards import load_reward
-
         if not str(device).startswith("cuda"):
             raise UserError(
                 f"rollout backend vllm runs on GPUs only (device {device!r}): give the rollout workers "

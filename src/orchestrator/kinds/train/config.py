@@ -1,0 +1,148 @@
+"""One arm's training configuration (`TrainConfig`): what the trainer reads, what the spec
+validates. Light (pydantic only): the spec, the entry points and the trainer all import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from orchestrator.core.spec import Strict
+from orchestrator.scoring.rewards import check_reward_ref
+
+
+class Domain(Strict):
+    train: str | None = None  # default with prepare: the synthetic files
+    val: str | None = None
+    reward: str = "exact"  # math | exact | package.module:function
+    max_train: int | None = Field(None, ge=1)
+    max_val: int | None = Field(None, ge=1)
+
+    @field_validator("reward")
+    @classmethod
+    def _reward(cls, v: str) -> str:
+        return check_reward_ref(v)
+
+
+class Algorithm(Strict):
+    advantage: Literal["gae", "grpo"] = "gae"  # PPO with a critic, or group-relative (no critic)
+    group_size: int = Field(1, ge=1)  # responses sampled per prompt
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    clip_ratio: float = Field(0.2, gt=0)
+    value_clip: float = Field(0.2, gt=0)
+    kl_coef: float = Field(0.001, ge=0)  # penalty against the frozen reference model
+    whiten_advantages: bool = True
+
+    @model_validator(mode="after")
+    def _group(self) -> Algorithm:
+        if self.advantage == "grpo" and self.group_size < 2:
+            raise ValueError("advantage grpo needs group_size >= 2 (responses per prompt)")
+        return self
+
+
+class Trainer(Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)  # prompts per step
+    mini_batches: int = Field(1, ge=1)  # optimizer steps per PPO epoch
+    ppo_epochs: int = Field(1, ge=1)
+    lr: float = Field(1e-6, gt=0)
+    critic_lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_response_tokens: int = Field(512, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    val_before_train: bool = True
+    test_freq: int = Field(3, ge=1)  # validate every N epochs (and after the last)
+    save_freq: int = Field(5, ge=1)  # checkpoint every N epochs (and at the end, and on a new best)
+    keep_last: int = Field(10, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)  # torch CPU threads (1 for bit-exact CPU runs)
+    # Memory (large models). Each shards the models with FSDP2, even for a single learner.
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 compute; fp32 master weights, grads, Adam
+    cpu_offload: bool = False  # shards, grads and Adam on the CPU (GPU learners only)
+    gradient_checkpointing: bool = False  # recompute activations in backward (policy and critic)
+
+    @property
+    def fsdp(self) -> bool:
+        return self.mixed_precision != "no" or self.cpu_offload
+
+
+class EarlyStoppingConfig(Strict):
+    enabled: bool = True
+    metric: str = "val/reward_mean"  # any logged validation metric
+    mode: Literal["max", "min"] = "max"
+    min_epochs: int = Field(10, ge=0)
+    patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.001, ge=0)
+
+
+class Rollout(Strict):
+    workers: int = Field(1, ge=0)  # Ray actors; 0 = sample in the learner process
+    backend: Literal["hf", "vllm"] = "hf"  # transformers (CPU/GPU), or vLLM (GPU, extra orchestrator[vllm])
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+    micro_batch: int = Field(256, ge=1)  # sequences a worker generates at once (memory bound)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the workers' policy copy
+    # vLLM only
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _vllm(self) -> Rollout:
+        if self.backend == "vllm" and self.workers > 0 and self.num_gpus < self.tensor_parallel_size:
+            raise ValueError(
+                f"rollout.backend vllm runs on GPUs: each of the {self.workers} worker(s) needs "
+                f"rollout.num_gpus >= tensor_parallel_size ({self.tensor_parallel_size}), got {self.num_gpus:g}"
+            )
+        return self
+
+
+class MTL(Strict):
+    enabled: bool = False
+    method: Literal["pcgrad"] = "pcgrad"
+
+
+class WandB(Strict):
+    enabled: bool = True
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "orchestrator"
+
+
+class TrainConfig(Strict):
+    """Everything one arm's trainer needs (the shared config with the arm's overrides)."""
+
+    model: str
+    domains: dict[str, Domain] = Field(min_length=1)
+    algorithm: Algorithm = Field(default_factory=Algorithm)
+    trainer: Trainer = Field(default_factory=Trainer)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    rollout: Rollout = Field(default_factory=Rollout)
+    mtl: MTL = Field(default_factory=MTL)
+    wandb: WandB = Field(default_factory=WandB)
+
+    @model_validator(mode="after")
+    def _files(self) -> TrainConfig:
+        for name, d in self.domains.items():
+            if d.train is None or d.val is None:
+                raise ValueError(f"domains.{name}: give train and val parquet files (or use prepare: synthetic data)")
+        metric = self.early_stopping.metric
+        val = ["val/reward_mean", *(f"val/{d}/reward" for d in self.domains)]
+        if metric not in val and not metric.startswith(("train/", "grad/")):
+            raise ValueError(
+                f"early_stopping.metric {metric!r} is not logged; use one of {', '.join(val)} "
+                "(or a train/... or grad/... metric)"
+            )
+        return self
+
+
+class Prepare(Strict):
+    """Tiny preset: build a tiny random model and synthetic verl parquet data in a first stage."""
+
+    tiny_model: dict[str, int] = Field(default_factory=dict)  # kwargs of orchestrator.generation.tiny.build_model
+    n_train: int = Field(64, ge=1)
+    n_val: int = Field(32, ge=1)
+    seed: int = 0
