@@ -49,7 +49,7 @@ def fewer_digits(text, truth):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from orchestrator.kinds.train.recipe import prepare
+    from orchestrator.kinds.train.entry import prepare
 
     d = tmp_path_factory.mktemp("prepared")
     prepare(str(d), "x", ["arithmetic", "copy"], {}, n_train=16, n_val=4, seed=0)
