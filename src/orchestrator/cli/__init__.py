@@ -1,7 +1,8 @@
 """`orchestrate`: thin subcommands (one module each) over the library; no logic here.
 
-Subcommand modules are imported only when chosen, so `--help`, `render`, `submit`, `status`
-and `logs` start fast and never import torch, transformers, ray, vllm or wandb.
+Only the chosen subcommand's module is imported (and asked for its arguments), so `--help`,
+`render`, `submit`, `status` and `logs` start fast and never import torch, transformers, ray,
+vllm or wandb, whatever the other subcommands need.
 """
 
 from __future__ import annotations
@@ -41,15 +42,17 @@ def spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="experiment name (default: the spec's name)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=name)
-        _module(name).add_arguments(p)
+        if name == chosen:  # the others' arguments are not needed to parse this command line
+            _module(name).add_arguments(p)
     return parser
 
 
@@ -58,7 +61,8 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return _module(args._module).run(args) or 0
     except UserError as e:

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.core.errors import UserError
+from orchestrator.core.monitor import refresh
+from orchestrator.core.registry import Registry
+from orchestrator.core.submit import cancel_job
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="an experiment name, or a job id (123, 123_4)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.core.errors import UserError
-    from orchestrator.core.monitor import refresh
-    from orchestrator.core.registry import Registry
-    from orchestrator.core.submit import cancel_job
-
     reg = Registry()
     tasks = [t for t in refresh(reg, args.target) if not t.final] or [
         t for t in reg.find_job(args.target) if not t.final

@@ -4,6 +4,11 @@ train both arms (baseline vs PCGrad) → evaluate every checkpoint → report.""
 from __future__ import annotations
 
 import argparse
+import time
+
+from orchestrator.cli import main
+from orchestrator.core import paths
+from orchestrator.core.submit import choose_executor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,12 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from orchestrator.cli import main
-    from orchestrator.core import paths
-    from orchestrator.core.submit import choose_executor
-
     executor = choose_executor(args.executor)
     exp, start = args.name, time.monotonic()
     force = ["--force"] if args.force else []

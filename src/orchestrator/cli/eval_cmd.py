@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from pydantic import ValidationError
+
+from orchestrator.cli.submit_cmd import report_submitted
+from orchestrator.core import paths
+from orchestrator.core.errors import SpecError
+from orchestrator.core.registry import Registry
+from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
+from orchestrator.core.submit import choose_executor, describe, make_plan, submit
+from orchestrator.kinds.eval.spec import EvalSpec
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="the training experiment (checkpoints/<experiment>/<arm>/epoch_<N>/)")
@@ -34,12 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_spec(args: argparse.Namespace, checkpoints: str):
-    from pydantic import ValidationError
-
-    from orchestrator.core.errors import SpecError
-    from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
-    from orchestrator.kinds.eval.spec import EvalSpec
-
     shown = f"orchestrate eval {args.experiment}"
     data = {
         "kind": "eval",
@@ -66,11 +70,6 @@ def build_spec(args: argparse.Namespace, checkpoints: str):
 
 
 def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
-    from orchestrator.cli.submit_cmd import report_submitted
-    from orchestrator.core import paths
-    from orchestrator.core.registry import Registry
-    from orchestrator.core.submit import choose_executor, describe, make_plan, submit
-
     spec = build_spec(args, checkpoints)
     executor = choose_executor(args.executor)
     summary = spec.plan_summary()  # discovery first: zero checkpoints fails here, naming where we looked

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.cli.eval_cmd import add_arguments as common
+from orchestrator.cli.eval_cmd import submit_eval
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from orchestrator.cli.eval_cmd import add_arguments as common
-
     common(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.cli.eval_cmd import submit_eval
-
     return submit_eval(args, "all")

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.core import paths
+from orchestrator.core.errors import SpecError
+from orchestrator.core.registry import Registry
+from orchestrator.core.spec import _load_with_includes
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.core import paths
-    from orchestrator.core.errors import SpecError
-    from orchestrator.core.registry import Registry
-    from orchestrator.core.spec import _load_with_includes
-
     print(f"specs in {paths.JOBS_DIR}:")
     for f in sorted(paths.JOBS_DIR.glob("*.y*ml")):
         try:

@@ -1,6 +1,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.core import paths
+from orchestrator.core.errors import UserError
+from orchestrator.core.monitor import refresh
+from orchestrator.core.registry import Registry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -10,14 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-    import time
-    from pathlib import Path
-
-    from orchestrator.core import paths
-    from orchestrator.core.errors import UserError
-    from orchestrator.core.registry import Registry
-
     reg = Registry()
     if "/" in args.job:
         exp, _, run_name = args.job.partition("/")
@@ -46,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"log {log} does not exist yet (state: {task.state})")
         if not args.follow:
             return 0
-        from orchestrator.core.monitor import refresh
-
         states = {t.run: t for t in refresh(reg, task.experiment)}
         if states[task.run].final:
             return 0

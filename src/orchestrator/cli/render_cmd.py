@@ -2,20 +2,19 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.cli import spec_arguments
+from orchestrator.core.errors import UserError
+from orchestrator.core.plan import stages_of
+from orchestrator.core.render import render_stage
+from orchestrator.core.spec import load_spec
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from orchestrator.cli import spec_arguments
-
     spec_arguments(p)
     p.add_argument("--stage", help="only this stage's script")
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.core.errors import UserError
-    from orchestrator.core.plan import stages_of
-    from orchestrator.core.render import render_stage
-    from orchestrator.core.spec import load_spec
-
     spec = load_spec(args.spec, args.overrides, args.name)
     stages = stages_of(spec)
     if args.stage:

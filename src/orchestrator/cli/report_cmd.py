@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.core import paths
+from orchestrator.core.files import write_atomic
+from orchestrator.reporting.report import Options, write_report
+from orchestrator.reporting.results import collect
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,13 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    from orchestrator.core import paths
-    from orchestrator.reporting.report import Options, write_report
-    from orchestrator.reporting.results import collect, write_atomic
-
     res = collect(args.experiment, refresh=not args.no_refresh)
     out = Path(args.out) if args.out else paths.report_dir(args.experiment)
     if args.format == "md":

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from orchestrator.core.monitor import log_tail, progress, refresh
+from orchestrator.core.registry import Registry
+from orchestrator.core.states import FAILED_STATES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,9 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def snapshot(experiment: str | None) -> list[dict]:
     """One refresh → one record per job (array tasks summarised, failures with their log tail)."""
-    from orchestrator.core.monitor import log_tail, progress, refresh
-    from orchestrator.core.registry import Registry
-
     tasks = refresh(Registry(), experiment)
     jobs: dict[tuple, list] = {}
     for t in tasks:
@@ -47,11 +54,7 @@ def snapshot(experiment: str | None) -> list[dict]:
                         "reason": t.reason,
                         "node": t.node,
                         "log": str(t.log),
-                        **(
-                            {"log_tail": log_tail(t)}
-                            if t.state not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")
-                            else {}
-                        ),
+                        **({"log_tail": log_tail(t)} if t.state in FAILED_STATES else {}),
                     }
                     for t in ts
                 ],
@@ -61,14 +64,12 @@ def snapshot(experiment: str | None) -> list[dict]:
 
 
 def table(records: list[dict]):
-    from rich.table import Table
-
     t = Table(show_lines=False)
     for col in ("experiment", "stage", "job", "state", "done/run/fail/total", "detail"):
         t.add_column(col)
     for r in records:
         p = r["progress"]
-        failed = [x for x in r["tasks"] if x["state"] not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")]
+        failed = [x for x in r["tasks"] if x["state"] in FAILED_STATES]
         detail = (
             f"{failed[0]['run']}: {failed[0]['reason'] or failed[0]['state']}"
             if failed
@@ -87,8 +88,6 @@ def table(records: list[dict]):
 
 
 def runs_table(records: list[dict]):
-    from rich.table import Table
-
     t = Table(show_lines=False)
     for col in ("experiment", "run", "job", "state", "exit", "node", "detail"):
         t.add_column(col)
@@ -108,19 +107,11 @@ def runs_table(records: list[dict]):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     if args.json:
         print(json.dumps(snapshot(args.experiment), indent=1))
         return 0
-    from rich.console import Console
-
     console = Console()
     if args.watch:
-        import time
-
-        from rich.live import Live
-
         view = runs_table if args.runs else table
         with Live(view(snapshot(args.experiment)), console=console, refresh_per_second=1) as live:
             while True:

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.cli import spec_arguments
+from orchestrator.core import paths
+from orchestrator.core.registry import Registry
+from orchestrator.core.spec import load_spec
+from orchestrator.core.submit import choose_executor, describe, make_plan, submit
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from orchestrator.cli import spec_arguments
-
     spec_arguments(p)
     p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
     p.add_argument("--dry-run", action="store_true", help="show the plan and scripts; submit nothing")
@@ -13,15 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.core.registry import Registry
-    from orchestrator.core.spec import load_spec
-    from orchestrator.core.submit import choose_executor, describe, make_plan, submit
-
     spec = load_spec(args.spec, args.overrides, args.name)
     executor = choose_executor(args.executor)
     if args.dry_run:
-        from orchestrator.core import paths
-
         registry = Registry() if paths.registry_file().exists() else None
         plan = make_plan(spec, executor, registry, args.force)
         print(describe(plan))

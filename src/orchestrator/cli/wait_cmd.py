@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import argparse
+import time
+
+from orchestrator.core.errors import UserError
+from orchestrator.core.monitor import progress, refresh
+from orchestrator.core.registry import Registry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -10,12 +15,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from orchestrator.core.errors import UserError
-    from orchestrator.core.monitor import progress, refresh
-    from orchestrator.core.registry import Registry
-
     reg = Registry()
     start, last = time.monotonic(), None
     while True:
