@@ -1,5 +1,6 @@
 """Inference-sweep analyses over the examples of many (model, task) runs: the results matrix
-(question x model correctness), ensemble voting, the audit, and the scaling comparison. Pure.
+(question x model correctness), ensemble voting, the audit, the scaling comparison, and the
+report section and recommendations built from them. Pure.
 
 Correctness always comes from each run's own `correct` flag (its task's scorer), so votes need no
 re-scoring: a voted answer is as correct as the run that gave it.
@@ -14,10 +15,11 @@ from collections import defaultdict
 from statistics import median
 from typing import Any
 
-from orchestrator.reporting.results import Example, Results
+from orchestrator.core.states import FAILED_STATES
+from orchestrator.reporting.formatting import num, signed
+from orchestrator.reporting.table import Example, Results
 from orchestrator.scoring.metrics import normalize_answer
 
-FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL"}
 STRATEGIES = ("majority", "first_non_blank", "confidence")
 
 
@@ -234,3 +236,83 @@ def audit(res: Results, high_latency_factor: float = 3.0) -> dict[str, Any]:
         "failed_jobs": failed,
         "factor": high_latency_factor,
     }
+
+
+def section(res: Results, high_latency_factor: float = 3.0) -> dict | None:
+    """The report's inference-sweep section: model table, scaling, results matrix, ensembles, audit."""
+    rows = res.inference_rows()
+    if not rows and not res.examples:
+        return None
+    values: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
+    for r in rows:
+        values[(r.arm, r.task)][r.metric] = r.value
+        values[(r.arm, r.task)].setdefault("n", r.n)
+    models = sorted({m for m, _ in values} | {e.model for e in res.examples})
+    size = {
+        m: next((v.get("params_b") for (mm, _), v in values.items() if mm == m and v.get("params_b")), None)
+        for m in models
+    }
+    models.sort(key=lambda m: (size[m] is None, size[m] or 0, m))
+    cols = [
+        c
+        for c in (
+            "em",
+            "f1",
+            "accuracy",
+            "auroc",
+            "ece",
+            "latency_s_mean",
+            "throughput_tokens_per_s",
+            "hardware/energy_wh",
+        )
+        if any(v.get(c) is not None for v in values.values())
+    ]
+    table = [
+        {"model": m, "task": t, "params_b": size[m], "n": v.get("n"), "values": [v.get(c) for c in cols]}
+        for (m, t), v in sorted(values.items(), key=lambda kv: (models.index(kv[0][0]), kv[0][1]))
+    ]
+    scale = scaling(res, models, size)
+    return {
+        "models": models,
+        "columns": cols,
+        "table": table,
+        "scaling": scale,
+        "matrix": results_matrix(res.examples, models),
+        "ensemble": ensemble_table(res.examples, scale["ranking"]),
+        "audit": audit(res, high_latency_factor),
+    }
+
+
+def recommendations(inf: dict) -> list[str]:
+    recs = []
+    rows = {r["model"]: r for r in inf["scaling"]["rows"]}
+    ranked = [m for m in inf["scaling"]["ranking"] if rows[m]["score"] is not None]
+    if ranked:
+        best = rows[ranked[0]]
+        recs.append(f"Best model: {best['model']} (score {num(best['score'])}).")
+        close = [
+            rows[m]
+            for m in ranked
+            if rows[m]["params_b"]
+            and best["params_b"]
+            and rows[m]["params_b"] < best["params_b"]
+            and best["score"] - rows[m]["score"] <= 0.05
+        ]
+        if close:
+            small = min(close, key=lambda r: (r["params_b"], r["model"]))
+            recs.append(
+                f"{small['model']} ({num(small['params_b'], 1)}B) scores within 0.05 of it "
+                f"({num(small['score'])}) at a fraction of the size."
+            )
+    overall = next((e for e in inf["ensemble"] if e["task"] == "all"), None)
+    if overall and overall["gain"] > 0:
+        strategy = max(("majority", "first_non_blank", "confidence"), key=lambda s: overall[s])
+        recs.append(
+            f"Ensemble by {strategy} beats the best single model ({overall['best_model']}) by "
+            f"{signed(overall['gain'])} overall."
+        )
+    if inf["audit"]["flagged"]:
+        recs.append(
+            f"{inf['audit']['flagged']} inference run(s) flagged in the audit: check them before trusting their scores."
+        )
+    return recs
