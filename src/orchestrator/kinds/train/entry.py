@@ -72,7 +72,9 @@ class TrainArgs(UnitArgs):
 
     def describe(self) -> str:
         cfg = self.train_config()
-        return f"arm {self.arm}: {cfg.model}, {cfg.trainer.epochs} epoch(s); {self.layout}"
+        method = cfg.mtl.method if cfg.mtl.enabled else "summed domain gradients"
+        steps = f"{cfg.algorithm.advantage.upper()}, {method}, {cfg.trainer.epochs} epoch(s)"
+        return f"arm {self.arm}: {steps}, model {cfg.model}; {self.layout}"
 
 
 def train_entry(run_dir: str, experiment: str, arm: str, config: dict, layout: str = "") -> int:

@@ -3,6 +3,14 @@
 
 Both rollout workers (rollout.RolloutWorker, rollout_vllm.VLLMRolloutWorker) and the trainer
 import these from here, so neither worker module imports the other.
+
+Why not generation.backends.base.Request/Generation: the learner trains on the exact token ids
+that were sampled (prompt ids as the chat template gives them, response ids up to and including
+EOS), which Generation does not carry (text and log-probs; re-tokenising text is not the
+identity); and a rollout's randomness is one torch.Generator per chunk of requests seeded by
+(seed, step, chunk), so a resumed run samples what an uninterrupted one did, where Request has a
+per-request seed the transformers backend would ignore. A Request here is a chat prompt plus the
+sample's metadata (domain, ground truth, GRPO group); sampling settings are the worker's.
 """
 
 from __future__ import annotations
