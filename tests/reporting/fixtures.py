@@ -309,3 +309,87 @@ def sweep_experiment(experiment: str = "sweep") -> None:
     ]
     runs[-1].update(state="FAILED", exit_code=137, reason="killed (OOM)", log="OOM killer\n")
     _register(experiment, "infer", runs, "#!/bin/bash\n#SBATCH --gpus-per-node=1\n", scheduler_id="2001")
+
+
+# --------------------------------------------------------------------------- judge
+
+JUDGE_MODELS = {"tiny-1b": 0.4, "big-70b": 0.8}  # judged accuracy planted per model
+JUDGE_TASKS = {"gsm8k": "MATH", "medqa": "MED"}
+N_JUDGED = 10
+RATE_LIMITED = "gave up after 8 attempts: RateLimitError: Error code: 429"
+
+
+def judge_experiment(experiment: str = "jt") -> None:
+    """A judge experiment over two models × two tasks, written with the judge's own record and
+    summary code (kinds.judge.verdicts / job). Planted: big-70b × medqa has 2 items without a
+    verdict (rate limited: 8 attempts each) and 14 retries over 24 calls; tiny-1b × medqa was killed before
+    judge_summary.json (its counts come from judged.jsonl); every other run has no retries."""
+    from orchestrator.kinds.judge.job import summarise
+    from orchestrator.kinds.judge.verdicts import Verdict, judged_record
+
+    runs = []
+    for model, acc in JUDGE_MODELS.items():
+        for task, tag in JUDGE_TASKS.items():
+            run = paths.inference_run(model, task)
+            run_dir = paths.run_dir(experiment, run)
+            correct = correctness(acc, N_JUDGED, seed=hash_seed("judge", model, task))
+            records = []
+            for i, c in enumerate(correct):
+                pred = {
+                    "schema_version": 1,
+                    "id": f"{task}-{i}",
+                    "task": task,
+                    "model": model,
+                    "domain": task,
+                    "prompt": f"question {i}",
+                    "prediction": f"answer {i}" if c else f"wrong {i}",
+                    "gold": f"answer {i}",
+                }
+                if (model, task) == ("big-70b", "medqa") and i in (3, 4):
+                    verdict = Verdict(None, "", "judge-model", attempts=8, error=RATE_LIMITED)
+                else:
+                    verdict = Verdict(bool(c), "planted", "judge-model", raw="{}", attempts=1)
+                records.append(judged_record(pred, verdict, tag))
+            _write_jsonl(run_dir / paths.JUDGED_FILE, records)
+            if (model, task) == ("tiny-1b", "medqa"):
+                continue  # killed before its summary
+            retries = 2 * 7 if (model, task) == ("big-70b", "medqa") else 0  # the two items without verdict
+            _write_json(
+                run_dir / paths.JUDGE_SUMMARY_FILE,
+                {
+                    "schema_version": 1,
+                    "config": {"type": "llm", "model": "judge-model", "api_key_env": "OPENAI_API_KEY"},
+                    "experiment": experiment,
+                    "predictions": f"/data/infer/{run}/predictions.jsonl",
+                    "judge": "judge-model",
+                    **summarise(run_dir / paths.JUDGED_FILE),
+                    "duplicates_in_input": 0,
+                    "skipped_already_judged": 0,
+                    "calls": N_JUDGED + retries,
+                    "retries": retries,
+                    "backoff_s": 12.5 if retries else 0.0,
+                    "wall_time_s": 30.0,
+                },
+            )
+            runs.append(run)
+    _register(
+        experiment,
+        "judge",
+        [
+            {"run": r, "state": "COMPLETED", "exit_code": 0, "node": "node1", "started": T0, "ended": T0 + 30}
+            for r in sorted(runs)
+        ]
+        + [
+            {
+                "run": paths.inference_run("tiny-1b", "medqa"),
+                "state": "TIMEOUT",
+                "exit_code": 0,
+                "node": "node2",
+                "started": T0,
+                "ended": T0 + 7200,
+                "reason": "time limit",
+            }
+        ],
+        "#!/bin/bash\n#SBATCH --nodes=1\n",
+        scheduler_id="3001",
+    )

@@ -187,3 +187,42 @@ def test_epoch_zero_is_plotted_but_never_chosen(orch_home):
     assert ctx["evolution"]["curves"]["a"]["solo"][0] == (0, 0.9)
     assert (row["best_epoch"], row["best"], row["overfit"]) == (2, 0.5, True)
     assert "Checkpoint for solo: epoch 2 (best mean over 1 domain(s), training validation)." in ctx["recommendations"]
+
+
+def test_too_few_pairs_is_not_enough_data():
+    """Issue 10, 4c: one pair gives a zero-width interval; below MIN_PAIRS no verdict at all."""
+    from orchestrator.reporting.significance import MIN_PAIRS
+
+    assert MIN_PAIRS == 6
+    one = paired_bootstrap([({"q": 0.0}, {"q": 1.0})])
+    assert one.n == 1 and one.delta == 1.0
+    assert not one.enough and not one.significant and one.low is None and one.high is None
+    pairs = lambda k: ({str(i): 0.0 for i in range(k)}, {str(i): 1.0 for i in range(k)})  # noqa: E731
+    assert not paired_bootstrap([pairs(5)]).significant  # unanimous, but a sign test says p = 0.0625
+    six = paired_bootstrap([pairs(6)])
+    assert six.enough and six.significant  # unanimous over 6: p = 0.03 by a sign test
+    # a domain: one task well covered, one with a single pair: the domain has no verdict either
+    many = ({str(i): float(i % 2) for i in range(100)}, {str(i): 1.0 for i in range(100)})
+    assert paired_bootstrap([many]).significant
+    assert not paired_bootstrap([many, ({"x": 0.0}, {"x": 1.0})]).enough
+
+
+def test_report_says_not_enough_data_for_a_single_pair(orch_home):
+    from reporting.fixtures import eval_record
+
+    for arm, c in (("baseline", [False, True, True]), ("other", [True, True, True])):
+        rec = eval_record("few", arm, 1, "d", "t", np.array(c))
+        rec["per_example"] = rec["per_example"][:1]  # one paired example
+        path = paths.eval_result("few", arm, "epoch_1", "t")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    res = collect("few")
+    ctx = build(res)
+    (arm,) = ctx["comparison"]["arms"]
+    assert arm["tasks"][0]["mark"] == "too few" and arm["domains"][0]["mark"] == "too few"
+    assert arm["tasks"][0]["n"] == 1 and arm["tasks"][0]["low"] is None
+    md = write_report(res).read_text()
+    assert "▲ improvement" not in md and "▼ regression" not in md
+    assert "| 1 | not enough data |" in md and "fewer than 6 paired examples in a task" in md
+    assert any("Too few paired examples in d (other" in r for r in ctx["recommendations"])
+    assert not any(r.startswith("Use other") for r in ctx["recommendations"])

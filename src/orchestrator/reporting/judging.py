@@ -52,7 +52,7 @@ def section(res: Results) -> dict[str, Any] | None:
     for r in rows:
         if not r.domain:
             run = runs.setdefault(r.run, {"run": r.run, "model": r.arm, "task": r.task, "judge": r.detail})
-            run[r.metric] = r.value
+            run[r.metric], run["n"] = r.value, r.n
     run_rows = [{**{k: None for k in RUN_METRICS}, **runs[k]} for k in sorted(runs)]
     counts = _tags(res)
     models = sorted({m for m, _ in counts})
