@@ -32,8 +32,9 @@ def main() -> None:
 
     from orchestrator.generation.backends import load_backend
     from orchestrator.generation.backends.base import Request
+    from orchestrator.generation.examples import build_examples
     from orchestrator.generation.models import ModelConfig
-    from orchestrator.generation.tasks import build_examples, load_task
+    from orchestrator.generation.tasks import load_task
     from orchestrator.generation.tiny import build_model
     from orchestrator.kinds.inference.job import run_inference
 
