@@ -225,3 +225,29 @@ def test_experiment_with_unfinished_runs_is_waited_for(spec_file, orch_home, jud
     assert [u.run for u in stage.units] == ["tiny__coqa", "tiny__gsm8k"]
     assert stage.after_runs == ("infer/tiny__coqa", "infer/tiny__gsm8k")
     assert stage.units[0].args.predictions == str(paths.run_dir("infer", "tiny__coqa") / paths.PREDICTIONS_FILE)
+
+
+def test_submit_refuses_a_run_that_ended_without_predictions(spec_file, orch_home, judge_env):
+    """The plan reads the registry as recorded (no scheduler call); submit brings it up to date and
+    refuses to judge a run that has ended without writing its predictions."""
+    import subprocess
+    import sys
+
+    from orchestrator.core.registry import Registry
+
+    write_predictions(paths.run_dir("infer", "tiny__gsm8k") / paths.PREDICTIONS_FILE, [prediction(0)])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a local controller that has exited without writing anything
+    reg = Registry()
+    reg.add_experiment("infer", "inference", "", "{}")
+    reg.add_job(
+        str(gone.pid), "local", "infer", "infer", str(orch_home), None, [("tiny__coqa", [paths.PREDICTIONS_FILE])], []
+    )
+    reg.close()
+    spec = load_spec(spec_file("j", spec_text("{experiment: infer}")))
+    (stage,) = stages_of(spec)
+    assert [u.run for u in stage.units] == ["tiny__coqa", "tiny__gsm8k"]  # as recorded: still pending
+    with pytest.raises(SpecError, match="tiny__coqa of 'infer' ended without predictions.jsonl"):
+        spec.check_submit()
+    only = load_spec(spec_file("j2", spec_text("{experiment: infer, runs: [tiny__gsm8k]}")))
+    only.check_submit()  # the ended run is not asked for

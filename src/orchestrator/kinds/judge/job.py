@@ -84,7 +84,6 @@ class Batcher:
         self.path, self.every, self.interval_s = path, every, interval_s
         self.buffer: list[dict] = []
         self.last = time.monotonic()
-        self.written = 0
 
     def add(self, record: dict) -> None:
         self.buffer.append(record)
@@ -92,7 +91,7 @@ class Batcher:
             self.flush()
 
     def flush(self) -> None:
-        self.written += append_jsonl(self.path, self.buffer)
+        append_jsonl(self.path, self.buffer)
         self.buffer = []
         self.last = time.monotonic()
 

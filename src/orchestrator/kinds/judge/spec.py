@@ -237,7 +237,21 @@ class JudgeSpec(BaseSpec):
                     "submitting (the job inherits it; it is never written down)"
                 )
         if self.inputs.experiment is not None:
-            sources, _ = self._experiment_sources(shown, refresh=True)
+            exp = self.inputs.experiment
+            chosen = self.inputs.runs
+            recorded = [r for r in self._unfinished_runs(exp) if chosen is None or r in chosen]  # what the plan saw
+            sources, pending = self._experiment_sources(shown, refresh=True)
+            ended = [
+                r
+                for r in recorded
+                if r not in pending and not (paths.run_dir(exp, r) / paths.PREDICTIONS_FILE).exists()
+            ]
+            if ended:
+                problems.append(
+                    f"inputs.experiment: run(s) {', '.join(ended)} of {exp!r} ended without "
+                    f"{paths.PREDICTIONS_FILE} (`orchestrate status {exp}` says why): resubmit them, "
+                    "or judge the others with inputs.runs"
+                )
             if not sources:
                 problems.append(
                     f"inputs.experiment: no {paths.PREDICTIONS_FILE} under "
