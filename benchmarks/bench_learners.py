@@ -18,10 +18,11 @@ from pathlib import Path
 
 STEP = """
 import json, statistics, sys, time, torch
-from orchestrator.kinds.train.spec import TrainConfig
+from orchestrator.core.files import write_json_atomic
 from orchestrator.kinds.train import distributed
+from orchestrator.kinds.train.config import TrainConfig
 from orchestrator.kinds.train.recipe import PPOTrainer
-from orchestrator.kinds.train.rollout import Request
+from orchestrator.kinds.train.samples import Request, collate
 
 cfg, out, repeats = TrainConfig.model_validate(json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3])
 trainer = PPOTrainer(cfg, "bench", "arm", out)
@@ -30,7 +31,8 @@ half = cfg.trainer.batch_size // 2  # both domains in the batch
 examples = [e for d in trainer.domains for e in [x for x in trainer.train_data if x.domain == d][:half]]
 requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(4)]
 samples = trainer.rollouts.generate(requests, seed=0) if trainer.main else None
-b = trainer._batch(distributed.broadcast_object(samples, trainer.world))
+samples = distributed.broadcast_object(samples, trainer.world)
+b = collate(samples, trainer.domains, trainer.tokenizer.pad_token_id, trainer.device)
 trainer._advantages(b)
 idx = torch.arange(b["resp"].shape[0], device=trainer.device)
 times = []
@@ -42,7 +44,7 @@ for _ in range(repeats + 1):  # first: warm-up, discarded
         torch.cuda.synchronize()
     times.append(time.perf_counter() - started)
 if trainer.main:
-    json.dump({"step_s": statistics.median(times[1:])}, open(f"{out}/bench.json", "w"))
+    write_json_atomic(f"{out}/bench.json", {"step_s": statistics.median(times[1:])})
 trainer.cleanup()
 """
 

@@ -21,9 +21,9 @@ from pathlib import Path
 def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
     os.environ["ORCH_HOME"] = str(work / "home")
     from orchestrator.generation.tiny import build_model
+    from orchestrator.kinds.train.config import TrainConfig
     from orchestrator.kinds.train.data import write_synthetic
     from orchestrator.kinds.train.recipe import PPOTrainer
-    from orchestrator.kinds.train.spec import TrainConfig
 
     model = build_model(work / "model", hidden=hidden, layers=layers, heads=4)
     domains = {}
@@ -49,12 +49,13 @@ def bench_step(trainer, repeats: int) -> tuple[float, float]:
     """Median seconds of one policy update on one fixed batch: baseline vs PCGrad."""
     import torch
 
-    from orchestrator.kinds.train.rollout import Request
+    from orchestrator.kinds.train.samples import Request, collate
 
     half = trainer.cfg.trainer.batch_size // 2  # both domains in the batch
     examples = [e for d in trainer.domains for e in [x for x in trainer.train_data if x.domain == d][:half]]
     requests = [Request(e.domain, e.messages, e.ground_truth, i) for i, e in enumerate(examples) for _ in range(4)]
-    b = trainer._batch(trainer.rollouts.generate(requests, seed=0))
+    samples = trainer.rollouts.generate(requests, seed=0)
+    b = collate(samples, trainer.domains, trainer.tokenizer.pad_token_id, trainer.device)
     trainer._advantages(b)
     idx = torch.arange(b["resp"].shape[0], device=trainer.device)
     assert len(trainer._by_domain(b, idx)) == 2
@@ -75,7 +76,8 @@ def bench_step(trainer, repeats: int) -> tuple[float, float]:
 def bench_rollout(model_dir: str, n_requests: int, micro_batch: int) -> dict[int, float]:
     """Samples per second with 1 and 2 Ray rollout workers (1 CPU, 1 thread each), the same
     requests split between the workers, each generating `micro_batch` sequences at a time."""
-    from orchestrator.kinds.train.rollout import Request, Rollouts
+    from orchestrator.kinds.train.rollout import Rollouts
+    from orchestrator.kinds.train.samples import Request
 
     requests = [
         Request("copy", [{"role": "user", "content": f"copy: {chr(97 + i % 8)}"}], "a", i) for i in range(n_requests)
