@@ -89,10 +89,18 @@ class Typed(UnitArgs):
     extra: tuple[str, ...] = ()
 
 
-def test_describe_typed_and_untyped_arguments_and_skips():
+class Evaluated(UnitArgs):
+    model: str
+    checkpoint: str
+    gpus: int
+    tags: list[str]
+    note: str = ""
+
+
+def test_describe_lists_scalar_arguments_and_skips():
     units = (
         Unit("typed", "m:f", Typed(model="tiny", task="coqa")),
-        Unit("untyped", "m:f", {"model": "tiny", "checkpoint": "epoch_3", "gpus": 2, "tags": ["x"], "note": ""}),
+        Unit("evaluated", "m:f", Evaluated(model="tiny", checkpoint="epoch_3", gpus=2, tags=["x"])),
         Unit("done", "m:f"),
     )
     stage = Stage("eval", Resources(gpus_per_node=2, time="30"), Environment(), units)
@@ -102,7 +110,7 @@ def test_describe_typed_and_untyped_arguments_and_skips():
     assert describe(plan).splitlines() == [
         "experiment exp (slurm executor)",
         "  stage eval: submit array of 2; 1 node(s) × 1 task(s) × 1 cpu(s), 2 gpu(s)/node, time 30",
-        "    typed    model=tiny task=coqa",
-        "    untyped  model=tiny checkpoint=epoch_3 gpus=2",
+        "    typed      model=tiny task=coqa",
+        "    evaluated  model=tiny checkpoint=epoch_3 gpus=2",
         "    skip done: completed as job 7",
     ]

@@ -26,26 +26,15 @@ class UnitArgs(BaseModel):
 
     def describe(self) -> str:
         """What the unit runs, in one line for `submit --dry-run` (scalar fields by default)."""
-        return describe_scalars(self.kwargs())
-
-
-def describe_scalars(args: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in args.items() if isinstance(v, (str, int, float)) and v != "")
+        return " ".join(f"{k}={v}" for k, v in self.kwargs().items() if isinstance(v, (str, int, float)) and v != "")
 
 
 @dataclass(frozen=True)
 class Unit:
     run: str  # run name: logs/<experiment>/<run>/
     entry: str  # "module:function" the job calls with (run_dir=..., experiment=..., **args)
-    args: UnitArgs | dict = field(default_factory=dict)
+    args: UnitArgs = field(default_factory=UnitArgs)
     outputs: tuple[str, ...] = ()  # files (relative to the run dir) that prove the unit finished
-
-    def kwargs(self) -> dict[str, Any]:
-        return self.args.kwargs() if isinstance(self.args, UnitArgs) else dict(self.args)
-
-    def describe(self) -> str:
-        # untyped (dict) arguments: kinds still converting to UnitArgs get the default line
-        return self.args.describe() if isinstance(self.args, UnitArgs) else describe_scalars(self.args)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         write_json_atomic(status_path, {**base, "state": RUNNING})
     code, reason = 1, ""
     try:
-        result = load_ref(unit.entry)(run_dir=str(run_dir), experiment=experiment, **unit.kwargs())
+        result = load_ref(unit.entry)(run_dir=str(run_dir), experiment=experiment, **unit.args.kwargs())
         code = result if isinstance(result, int) else 0
         reason = f"command exited with {code}" if code else ""
     except Exception as e:  # recorded, then re-raised for the scheduler

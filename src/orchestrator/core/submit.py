@@ -183,7 +183,7 @@ def describe(plan: Plan) -> str:
         lines.append(f"  stage {s.name}: submit {kind}{after}; {shape}")
         width = max((len(u.run) for u in todo), default=0)
         for u in todo:
-            lines.append(f"    {u.run:<{width}}  {u.describe()}".rstrip())
+            lines.append(f"    {u.run:<{width}}  {u.args.describe()}".rstrip())
         for run, why in skipped:
             lines.append(f"    skip {run}: {why}")
     return "\n".join(lines)

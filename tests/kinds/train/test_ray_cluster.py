@@ -13,7 +13,7 @@ import pytest
 
 from helpers import wait_final
 from orchestrator.core import paths
-from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.plan import Stage, Unit, UnitArgs
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import BaseSpec, Environment
 from orchestrator.core.submit import submit
@@ -22,6 +22,10 @@ from orchestrator.kinds.train.ray_cluster import ray_template_vars
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PROBE_DIR = Path(__file__).parent / "ray_jobs"
+
+
+class ProbeArgs(UnitArgs):
+    n: int
 
 
 class RayProbeSpec(BaseSpec):
@@ -34,7 +38,7 @@ class RayProbeSpec(BaseSpec):
 
     def plan(self) -> list[Stage]:
         env = Environment(vars={"PYTHONPATH": str(PROBE_DIR)})
-        unit = Unit("probe", "ray_probe:probe", {"n": self.actors}, outputs=("placement.json",))
+        unit = Unit("probe", "ray_probe:probe", ProbeArgs(n=self.actors), outputs=("placement.json",))
         tvars = ray_template_vars(
             self.resources,
             join_timeout_s=self.join_timeout_s,

@@ -3,7 +3,10 @@ heavy backend (vllm) is imported only when asked for."""
 
 from __future__ import annotations
 
-import importlib
+from orchestrator.core.errors import UserError
+from orchestrator.core.refs import load_ref
+from orchestrator.generation.backends.base import Backend
+from orchestrator.generation.models import ModelConfig
 
 BACKENDS: dict[str, str] = {
     "transformers": "orchestrator.generation.backends.hf:TransformersBackend",
@@ -11,10 +14,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def load_backend(name: str, model: base.ModelConfig, **options):  # noqa: F821
+def load_backend(name: str, model: ModelConfig, **options) -> Backend:
     if name not in BACKENDS:
-        from orchestrator.core.errors import UserError
-
         raise UserError(f"backend {name!r} is unknown; use one of: {', '.join(sorted(BACKENDS))}")
-    module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(model, **options)
+    return load_ref(BACKENDS[name])(model, **options)
