@@ -26,7 +26,7 @@ from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig, safe_name
 from orchestrator.generation.task import Task
 from orchestrator.kinds.eval.suites import load_suite
-from orchestrator.kinds.train.checkpoint import read_arm
+from orchestrator.kinds.train.checkpoint import read_arm, unpin
 from orchestrator.scoring.sandbox import pass_at_k
 
 ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
@@ -122,6 +122,7 @@ def evaluate_checkpoint(
         }
         result["wall_time_s"] = time.time() - started
         write_json_atomic(paths.eval_result(train_experiment, arm, ckpt.name, task), result)
+        unpin(train_experiment, arm, ckpt.name, experiment, Path(run_dir).name)  # retention may delete it now
         print(
             f"{arm}/{ckpt.name}/{task}: {result['primary_metric']} = {result['metrics'][result['primary_metric']]:.4f} "
             f"(n={result['n']})",
