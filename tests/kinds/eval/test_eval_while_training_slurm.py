@@ -78,23 +78,34 @@ def test_eval_evolution_while_training_evaluates_every_planned_checkpoint(cli, s
     assert res.code == 0, res.err
     data = paths.prepare_dir(exp) / "data"
     planned: set[tuple[str, str]] = set()
+    arms = ("baseline", "pcgrad")
 
-    def evolve(min_epochs: int, timeout: float) -> None:
+    def latest() -> int:
+        return min(max(checkpoint.epochs(exp, a), default=0) for a in arms)
+
+    def evolve(after_epoch: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
-        while min(len(checkpoint.epochs(exp, a)) for a in ("baseline", "pcgrad")) < min_epochs:
-            assert time.monotonic() < deadline, f"no {min_epochs} checkpoints per arm after {timeout}s"
-            time.sleep(2)
-        r = cli("eval-evolution", exp, "--suite", "demo", "--data-root", data, "--executor", "slurm")
+        while latest() <= after_epoch:
+            assert time.monotonic() < deadline, f"no checkpoint after epoch {after_epoch} in {timeout}s"
+            time.sleep(1)
+        seen = latest()
+        # The units start a minute later (sbatch --begin), as on a busy cluster: meanwhile the
+        # trainer saves several checkpoints, and keep_last=2 alone would delete the planned ones.
+        r = cli(
+            "eval-evolution", exp, "--suite", "demo", "--data-root", data, "--executor", "slurm",
+            "--set", "resources.sbatch.begin=now+60",
+        )  # fmt: skip
         assert r.code == 0, r.err + r.out
         print(r.out)
         for t in Registry().tasks(f"{exp}-eval"):
             arm, ckpt, _ = t.run.split("__")
             if ckpt.startswith("epoch_"):
                 planned.add((arm, ckpt))
+        return seen
 
-    evolve(1, 1500)
+    first_seen = evolve(0, 1500)
     first = set(planned)
-    evolve(3, 1500)  # later: picks up the checkpoints saved since
+    evolve(first_seen + 2, 1500)  # later: picks up the checkpoints saved since
     assert planned > first, (first, planned)
     train = wait_final(exp, timeout=1800, interval=3)
     assert {r: t.state for r, t in train.items()} == dict.fromkeys(("prepare", "baseline", "pcgrad"), "COMPLETED")

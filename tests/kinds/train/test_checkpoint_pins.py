@@ -99,3 +99,13 @@ def test_eval_submit_pins_what_it_planned_and_refuses_when_one_vanished(orch_hom
         second.check_submit()
     # nothing of the failed submit holds a checkpoint; the first submit's pins are untouched
     assert checkpoint.pinned("exp", "arm") == {"epoch_1", "epoch_2"}
+
+
+def test_pending_unit_leaves_pinned_checkpoints_to_their_own_units(orch_home):
+    from orchestrator.kinds.eval.job import resolve
+
+    for epoch in (1, 2, 3):
+        _fake(epoch)
+    write_json_atomic(paths.eval_result("exp", "arm", "epoch_1", "t"), {"n": 1})
+    _pin(2)  # its own unit is queued
+    assert [c.name for c in resolve("exp", "arm", "pending", "t", "val/reward_mean")] == ["epoch_3"]
