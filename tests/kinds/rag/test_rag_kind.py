@@ -1,0 +1,147 @@
+"""The `rag` kind end to end on the tiny model (local executor): index stage, answering,
+WattBot files, index reuse, missing model configs skipped, resume after kill -9."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.scoring import wattbot
+
+
+def spec_text(name: str, rag_files, model_path, extra: str = "", models: str | None = None) -> str:
+    models = models or f"[{{name: tiny, path: {model_path}, max_length: 1024}}, no-such-model]"
+    return f"""\
+name: {name}
+kind: rag
+corpus: {rag_files["corpus"]}
+questions: {rag_files["questions"]}
+models: {models}
+retrieval: {{retriever: bm25, top_k: 2, max_chunk_chars: 120, chunking: {{size: 16, overlap: 4}}}}
+prompt_file: {rag_files["prompt"]}
+max_new_tokens: 8
+device: cpu
+batch_size: 3
+resources: {{time: "10", mem: 2G}}
+{extra}"""
+
+
+def test_plan_index_stage_then_answer_arrays(cli, spec_file, rag_files, tiny_model_path):
+    path = spec_file(
+        "ragplan",
+        spec_text(
+            "ragplan",
+            rag_files,
+            tiny_model_path,
+            "grid: {retriever: [bm25, hybrid], top_k: [1, 2]}\nretrieval: {embedder: %s}\n" % rag_files["encoder"],
+        ).replace(
+            "retrieval: {retriever: bm25, top_k: 2, max_chunk_chars: 120, chunking: {size: 16, overlap: 4}}\n", ""
+        ),
+    )
+    res = cli("submit", path, "--dry-run", "--executor", "slurm")
+    assert res.code == 0, res.err
+    assert "skipping no-such-model: no model config" in res.err
+    assert "stage index: submit 1" in res.out or "stage index" in res.out
+    for label in ("bm25-k1", "bm25-k2", "hybrid-k1", "hybrid-k2"):
+        assert f"tiny__{label}" in res.out
+
+
+@pytest.mark.slow
+def test_rag_end_to_end_locally_and_index_reused(cli, spec_file, rag_files, tiny_model_path, orch_home):
+    from helpers import wait_final
+
+    res = cli("submit", spec_file("ragtiny", spec_text("ragtiny", rag_files, tiny_model_path)), "--executor", "local")
+    assert res.code == 0, res.err
+    assert "index" in res.out
+    final = wait_final("ragtiny", timeout=300)
+    assert {r: t.state for r, t in final.items() if not r.startswith("index-")} == {"tiny__bm25-k2": "COMPLETED"}
+    run = orch_home / "logs" / "ragtiny" / "tiny__bm25-k2"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n"] == 6 and set(summary["score"]) == {"overall", "value_accuracy", "ref_overlap", "na_recall"}
+    assert summary["retrieval"] == {**summary["retrieval"], "k": 2, "recall_at_k": 1.0}
+    results = json.loads((run / "results.json").read_text())["examples"]
+    assert {"retrieved", "parsed", "cost_usd", "score", "prompt", "prediction", "latency_s"} <= set(results[0])
+    assert 1 <= len(results[0]["retrieved"]) <= 2 and results[0]["cost_usd"] == 0.0
+    with open(run / "submission.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(1, 7)] and list(rows[0]) == list(wattbot.CSV_COLUMNS)
+    # The scorer on the written submission agrees with the run's summary.
+    scored = cli(
+        "score",
+        "--task",
+        "wattbot",
+        "--predictions",
+        run / "submission.csv",
+        "--gold",
+        rag_files["questions"],
+        "--json",
+    )
+    assert json.loads(scored.out)["metrics"] == pytest.approx(summary["score"])
+    # Same corpus, chunking and embedder in another experiment: no index stage, nothing rebuilt.
+    again = cli(
+        "submit",
+        spec_file("ragtiny2", spec_text("ragtiny2", rag_files, tiny_model_path, "smoke: true\n")),
+        "--executor",
+        "local",
+    )
+    assert again.code == 0 and "stage index" not in again.out
+    final = wait_final("ragtiny2", timeout=300)
+    assert [t.state for t in final.values()] == ["COMPLETED"]
+    assert json.loads((orch_home / "logs" / "ragtiny2" / "tiny__bm25-k2" / "summary.json").read_text())["n"] == 1
+    runs = cli("status", "ragtiny", "--runs")
+    assert runs.code == 0 and "passed" in runs.out
+
+
+RUN = """
+import json, sys
+from orchestrator.kinds.rag.job import rag_answer
+a = json.loads(open(sys.argv[1]).read())
+sys.exit(rag_answer(**a))
+"""
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_answers_each_question_once(rag_files, tiny_model_path, orch_home, tmp_path):
+    from orchestrator.core.spec import load_spec
+    from orchestrator.kinds.rag import retrieval
+
+    path = tmp_path / "ragkill.yaml"
+    path.write_text(
+        spec_text("ragkill", rag_files, tiny_model_path, models=f"[{{name: tiny, path: {tiny_model_path}}}]").replace(
+            "batch_size: 3", "batch_size: 1"
+        )
+    )
+    spec = load_spec(path)
+    (stage_index, stage_answer) = spec.plan()
+    unit = stage_index.units[0]
+    retrieval.build(unit.args.corpus, unit.args.chunking, None, Path(unit.args.index_dir))
+    args = stage_answer.units[0].args
+
+    def start(run_dir: Path) -> subprocess.Popen:
+        f = tmp_path / f"{run_dir.name}.json"
+        f.write_text(json.dumps({"run_dir": str(run_dir), "experiment": "e", **args.model_dump(mode="json")}))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+        return subprocess.Popen(
+            [sys.executable, "-c", RUN, str(f)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    assert start(ref).wait(timeout=300) == 0
+    proc, pred = start(killed), killed / "predictions.jsonl"
+    while proc.poll() is None and (not pred.exists() or pred.read_bytes().count(b"\n") < 2):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL and not (killed / "summary.json").exists()
+    assert start(killed).wait(timeout=300) == 0
+    ids = [json.loads(x)["id"] for x in pred.read_text().splitlines()]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (ref, killed))
+    assert a["score"] == b["score"]
