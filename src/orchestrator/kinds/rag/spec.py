@@ -69,7 +69,10 @@ class RagSpec(BaseSpec):
     @field_validator("corpus", "questions", "prompt_file")
     @classmethod
     def _absolute(cls, v: str | None) -> str | None:
-        return v if v is None else str(Path(v).resolve())  # relative to where `orchestrate submit` runs
+        # "{jobs}/data/...": shipped with the specs; other relative paths: from where submit runs
+        return (
+            v if v is None else str(Path(v.replace("{jobs}", str(paths.JOBS_DIR))).resolve())
+        )  # relative to where `orchestrate submit` runs
 
     @field_validator("time_limits")
     @classmethod
@@ -137,8 +140,11 @@ class RagSpec(BaseSpec):
         from orchestrator.kinds.rag import retrieval
 
         source = getattr(self, "_source", self.name)
-        if not Path(self.questions).is_file():
-            raise SpecError(source, f"questions: {self.questions} does not exist")
+        for key, value in (("questions", self.questions), ("corpus", self.corpus)):
+            if not Path(value).exists():
+                raise SpecError(
+                    source, f"{key}: {value} does not exist (relative paths start where you run orchestrate)"
+                )
         skip = dict(self.skipped())
         for name, reason in skip.items():
             print(f"rag {self.name}: skipping {name}: {reason}", file=sys.stderr)
