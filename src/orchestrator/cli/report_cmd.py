@@ -30,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator.reporting import rag
+
+    if rag.is_rag_experiment(args.experiment) and args.format == "md":  # kind rag: its own sections
+        print(rag.write_report(args.experiment, Path(args.out) if args.out else None))
+        return 0
     res = collect(args.experiment, refresh=not args.no_refresh)
     out = Path(args.out) if args.out else paths.report_dir(args.experiment)
     if args.format == "md":

@@ -145,3 +145,24 @@ def test_kill9_then_resume_answers_each_question_once(rag_files, tiny_model_path
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
     a, b = (json.loads((d / "summary.json").read_text()) for d in (ref, killed))
     assert a["score"] == b["score"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_rag_through_slurm_index_then_answer_array(cli, spec_file, rag_files, tiny_model_path, slurm_home):
+    from helpers import wait_final
+
+    name = f"ragslurm{os.getpid()}"
+    text = spec_text(name, rag_files, tiny_model_path, "grid: {top_k: [1, 2]}\n")
+    res = cli("submit", spec_file(name, text), "--executor", "slurm")
+    assert res.code == 0, res.err
+    assert "stage index" in res.out and "stage answer-cpu: array of 2" in res.out
+    final = wait_final(name, timeout=600)
+    assert {r: t.state for r, t in final.items()} == {
+        **{r: "COMPLETED" for r in final if r.startswith("index-")},
+        "tiny__bm25-k1": "COMPLETED",
+        "tiny__bm25-k2": "COMPLETED",
+    }
+    for k in (1, 2):
+        summary = json.loads((slurm_home / "logs" / name / f"tiny__bm25-k{k}" / "summary.json").read_text())
+        assert summary["n"] == 6 and summary["retrieval"]["k"] == k
