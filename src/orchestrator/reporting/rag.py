@@ -158,7 +158,7 @@ def _pick(answers: list[tuple[str, dict]], how: str, weights: dict[str, float]) 
     best = max(votes.values())
     if how == "confidence" and best <= sum(votes.values()) / 2:
         return None, set()
-    for run, a in answers:  # best-ranked run among those holding a top-voted value
+    for _run, a in answers:  # best-ranked run among those holding a top-voted value
         if votes[_key(a["answer_value"])] == best:
             key = _key(a["answer_value"])
             return a, {r for r, b in answers if _key(b["answer_value"]) == key}
