@@ -57,7 +57,9 @@ def load(experiment: str) -> list[dict[str, Any]]:
         examples = read_json(d / paths.RESULTS_FILE)["examples"]
         with open(d / paths.RAG_SUBMISSION_FILE, newline="") as f:
             subs = list(csv.DictReader(f))
-        out.append({"run": d.name, "dir": d, "summary": s, "examples": examples, "submission": subs, "state": _state(d)})
+        out.append(
+            {"run": d.name, "dir": d, "summary": s, "examples": examples, "submission": subs, "state": _state(d)}
+        )
     return out
 
 
@@ -140,7 +142,13 @@ def ensemble(runs: list[dict], how: str) -> list[dict]:
         pick, voters = _pick(answers, how, weights)
         refs = sorted({ref for run, a in answers if run in voters for ref in wattbot.parse_refs(a["ref_id"])})
         value = pick["answer_value"] if pick else wattbot.BLANK
-        out.append({"id": qid, "answer_value": value, "ref_id": wattbot.format_refs(refs) if value != wattbot.BLANK else wattbot.BLANK})
+        out.append(
+            {
+                "id": qid,
+                "answer_value": value,
+                "ref_id": wattbot.format_refs(refs) if value != wattbot.BLANK else wattbot.BLANK,
+            }
+        )
     return out
 
 
@@ -178,7 +186,15 @@ def ensembles(runs: list[dict]) -> list[dict]:
         golds = [gold[q] for q in sorted(gold)]
         for how in ENSEMBLES:
             scored = wattbot.score_rows(ensemble(members, how), golds)
-            out.append({"name": f"ensemble:{how}", "config": config, "members": len(members), **scored["metrics"], "ci": scored["ci"]})
+            out.append(
+                {
+                    "name": f"ensemble:{how}",
+                    "config": config,
+                    "members": len(members),
+                    **scored["metrics"],
+                    "ci": scored["ci"],
+                }
+            )
     return out
 
 
@@ -236,7 +252,16 @@ def retrieval_quality(runs: list[dict]) -> list[dict]:
 
 
 SCALING_KEYS = (
-    "model", "config", "params_b", *wattbot.METRICS, "latency_s", "vram_gb", "disk_gb", "energy_wh", "power_avg_w", "cost_usd",
+    "model",
+    "config",
+    "params_b",
+    *wattbot.METRICS,
+    "latency_s",
+    "vram_gb",
+    "disk_gb",
+    "energy_wh",
+    "power_avg_w",
+    "cost_usd",
 )
 
 
@@ -274,7 +299,10 @@ def _ci(value: Any, ci: Any) -> str:
 
 def markdown(ctx: dict[str, Any], plots: list[str]) -> str:
     lines = [f"# RAG report: {ctx['experiment']}", "", "## Model comparison (95% bootstrap CIs)", ""]
-    lines += ["| run | overall | value_accuracy | ref_overlap | na_recall | latency s | tokens in/out | cost $ | energy Wh |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| run | overall | value_accuracy | ref_overlap | na_recall | latency s | tokens in/out | cost $ | energy Wh |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in ctx["comparison"]:
         lines.append(
             f"| {r['run']}{' (API)' if r['api'] else ''} | "
@@ -283,22 +311,49 @@ def markdown(ctx: dict[str, Any], plots: list[str]) -> str:
         )
     lines += ["", "Per-question scores of every run: `results_matrix.csv`.", "", "## Ensembles", ""]
     if ctx["ensembles"]:
-        lines += ["| ensemble | config | members | overall | value_accuracy | ref_overlap | na_recall |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| ensemble | config | members | overall | value_accuracy | ref_overlap | na_recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for e in ctx["ensembles"]:
-            lines.append(f"| {e['name']} | {e['config']} | {e['members']} | " + " | ".join(_ci(e[m], e["ci"][m]) for m in wattbot.METRICS) + " |")
+            lines.append(
+                f"| {e['name']} | {e['config']} | {e['members']} | "
+                + " | ".join(_ci(e[m], e["ci"][m]) for m in wattbot.METRICS)
+                + " |"
+            )
     else:
         lines.append("(one model per configuration: nothing to combine)")
-    lines += ["", "## Retrieval quality", "", "| config | retriever | k | recall@k | answerable | retrieval s | mean overall |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Retrieval quality",
+        "",
+        "| config | retriever | k | recall@k | answerable | retrieval s | mean overall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in ctx["retrieval"]:
-        lines.append(f"| {r['config']} | {r['retriever']} | {r['k']} | {_f(r['recall_at_k'])} | {r['n_answerable']} | {_f(r['time_s'])} | {_f(r['mean_overall'])} |")
-    lines += ["", "## Audit", "", "| run | missing tokens | high latency | error rate | malformed rate | score mismatch | duplicate ids | duplicate of |", "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['config']} | {r['retriever']} | {r['k']} | {_f(r['recall_at_k'])} | {r['n_answerable']} | {_f(r['time_s'])} | {_f(r['mean_overall'])} |"
+        )
+    lines += [
+        "",
+        "## Audit",
+        "",
+        "| run | missing tokens | high latency | error rate | malformed rate | score mismatch | duplicate ids | duplicate of |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for a in ctx["audit"]:
         lines.append(
             f"| {a['run']} | {a['missing_tokens']} | {a['high_latency']} | {_f(a['error_rate'])} | {_f(a['malformed_rate'])} | "
             f"{'yes' if a['score_mismatch'] else 'no'} | {a['duplicate_ids']} | {a['duplicate_of'] or '–'} |"
         )
     if ctx["scaling"]:
-        lines += ["", "## Scaling", "", "`scaling_comparison.csv` / `.json`: " + ", ".join(f"{r['model']} ({r['params_b']}B): {_f(r['overall'])}" for r in ctx["scaling"])]
+        lines += [
+            "",
+            "## Scaling",
+            "",
+            "`scaling_comparison.csv` / `.json`: "
+            + ", ".join(f"{r['model']} ({r['params_b']}B): {_f(r['overall'])}" for r in ctx["scaling"]),
+        ]
     lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
     return "\n".join(lines) + "\n"
 

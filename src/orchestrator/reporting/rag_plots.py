@@ -67,16 +67,29 @@ def draw_all(ctx: dict[str, Any]) -> dict[str, bytes]:
     if not rows:
         return out
     with matplotlib.rc_context(STYLE):
-        out["ranking.png"] = _bars([r["run"] for r in rows], [r["overall"] for r in rows], "Overall ranking (WattBot score)", "score")
+        out["ranking.png"] = _bars(
+            [r["run"] for r in rows], [r["overall"] for r in rows], "Overall ranking (WattBot score)", "score"
+        )
         out["score_breakdown.png"] = _breakdown(rows)
-        out["cost_vs_performance.png"] = _scatter(rows, "cost_usd", "overall", "cost (USD)", "overall", "Cost vs performance")
+        out["cost_vs_performance.png"] = _scatter(
+            rows, "cost_usd", "overall", "cost (USD)", "overall", "Cost vs performance"
+        )
         if any(r["params_b"] for r in rows):
             out["size_vs_score.png"] = _size_vs_components(rows)
-            out["size_vs_latency.png"] = _scatter(rows, "params_b", "latency_s", "parameters (billions)", "mean latency (s)", "Size vs latency")
-            out["size_vs_cost.png"] = _scatter(rows, "params_b", "cost_usd", "parameters (billions)", "cost (USD)", "Size vs cost")
+            out["size_vs_latency.png"] = _scatter(
+                rows, "params_b", "latency_s", "parameters (billions)", "mean latency (s)", "Size vs latency"
+            )
+            out["size_vs_cost.png"] = _scatter(
+                rows, "params_b", "cost_usd", "parameters (billions)", "cost (USD)", "Size vs cost"
+            )
             top = max((r["cost_usd"] or 0.0) for r in rows) or 1.0
             out["size_score_cost.png"] = _scatter(
-                rows, "params_b", "overall", "parameters (billions)", "overall", "Size × score × cost (bubble: cost)",
+                rows,
+                "params_b",
+                "overall",
+                "parameters (billions)",
+                "overall",
+                "Size × score × cost (bubble: cost)",
                 size=lambda r: (r["cost_usd"] or 0.0) / top,
             )
     return out

@@ -77,8 +77,15 @@ def test_report_sections_files_and_plots(cli, spec_file, rag_files, orch_home, m
     first = next(e for e in ens if e["name"] == "ensemble:first_non_blank" and e["config"] == "bm25-k1")
     assert first["value_accuracy"] == pytest.approx(1.0)  # the strong model answers first
     assert not (out / "scaling_comparison.csv").exists()  # API models only: no scaling table
-    for png in ("ranking.png", "score_breakdown.png", "cost_vs_performance.png", "size_vs_score.png",
-                "size_vs_latency.png", "size_vs_cost.png", "size_score_cost.png"):
+    for png in (
+        "ranking.png",
+        "score_breakdown.png",
+        "cost_vs_performance.png",
+        "size_vs_score.png",
+        "size_vs_latency.png",
+        "size_vs_cost.png",
+        "size_score_cost.png",
+    ):
         assert (out / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -86,6 +93,10 @@ def test_scaling_rows_are_local_sized_models_smallest_first():
     from orchestrator.reporting.rag import SCALING_KEYS, scaling
 
     base = {k: None for k in SCALING_KEYS} | {"config": "c", "api": False}
-    rows = [base | {"model": "b", "params_b": 7.0}, base | {"model": "a", "params_b": 1.5},
-            base | {"model": "api", "params_b": 100.0, "api": True}, base | {"model": "nosize"}]
+    rows = [
+        base | {"model": "b", "params_b": 7.0},
+        base | {"model": "a", "params_b": 1.5},
+        base | {"model": "api", "params_b": 100.0, "api": True},
+        base | {"model": "nosize"},
+    ]
     assert [r["model"] for r in scaling(rows)] == ["a", "b"]
