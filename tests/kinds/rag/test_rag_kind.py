@@ -166,3 +166,26 @@ def test_rag_through_slurm_index_then_answer_array(cli, spec_file, rag_files, ti
     for k in (1, 2):
         summary = json.loads((slurm_home / "logs" / name / f"tiny__bm25-k{k}" / "summary.json").read_text())
         assert summary["n"] == 6 and summary["retrieval"]["k"] == k
+
+
+def test_scaling_spec_family_skips_what_does_not_fit_and_what_ran(cli, rag_files, orch_home):
+    sets = ["--set", f"corpus={rag_files['corpus']}", "--set", f"questions={rag_files['questions']}"]
+    res = cli("submit", "rag-scaling", "--dry-run", "--executor", "slurm", *sets, "--set", "max_gpus=1")
+    assert res.code == 0, res.err
+    assert "skipping qwen2.5-72b" in res.err and "at most 1 allowed" in res.err
+    assert "qwen2.5-1.5b__hybrid-k5" in res.out and "qwen2.5-7b__hybrid-k5" in res.out
+    done = orch_home / "logs" / "rag-scaling" / "qwen2.5-1.5b__hybrid-k5"
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text("{}")
+    res = cli("submit", "rag-scaling", "--dry-run", "--executor", "slurm", *sets, "--set", "max_gpus=1")
+    assert "skipping qwen2.5-1.5b__hybrid-k5: summary.json exists" in res.err
+    assert "qwen2.5-1.5b__hybrid-k5" not in res.out
+
+
+def test_per_model_time_limits_make_their_own_array(cli, spec_file, rag_files, tiny_model_path):
+    models = f"[{{name: tiny, path: {tiny_model_path}}}, {{name: tiny2, path: {tiny_model_path}}}]"
+    text = spec_text("ragtime", rag_files, tiny_model_path, 'time_limits: {tiny2: "00:30:00"}\n', models=models)
+    res = cli("submit", spec_file("ragtime", text), "--dry-run", "--executor", "slurm")
+    assert res.code == 0, res.err
+    assert "stage answer-cpu-10m: submit 1 job, after index" in res.out
+    assert "stage answer-cpu-30m: submit 1 job, after index" in res.out and "#SBATCH --time=00:30:00" in res.out
