@@ -271,8 +271,21 @@ def scaling(cmp: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["params_b"], r["config"]))
 
 
+def run_states(experiment: str) -> list[dict]:
+    """Every unit's own account (status.json): the pass/fail list, failures with their reason."""
+    exp, out = paths.experiment_dir(experiment), []
+    for f in sorted(exp.glob(f"*/{paths.STATUS_FILE}")):
+        try:
+            st = read_json(f)
+        except (OSError, ValueError):
+            continue
+        out.append({"run": f.parent.name, "state": st.get("state", ""), "reason": st.get("reason") or ""})
+    return out
+
+
 def section(experiment: str) -> dict[str, Any]:
     runs = load(experiment)
+    states = run_states(experiment)
     cmp = comparison(runs)
     qids, names, cells = matrix(runs)
     return {
@@ -283,7 +296,8 @@ def section(experiment: str) -> dict[str, Any]:
         "audit": audit(runs),
         "retrieval": retrieval_quality(runs),
         "scaling": scaling(cmp),
-        "passed": sum(1 for r in runs if r["state"] in ("COMPLETED", "")),
+        "states": states,
+        "passed": sum(1 for s in states if s["state"] == "COMPLETED"),
     }
 
 
@@ -298,7 +312,14 @@ def _ci(value: Any, ci: Any) -> str:
 
 
 def markdown(ctx: dict[str, Any], plots: list[str]) -> str:
-    lines = [f"# RAG report: {ctx['experiment']}", "", "## Model comparison (95% bootstrap CIs)", ""]
+    lines = [f"# RAG report: {ctx['experiment']}", ""]
+    if ctx["states"]:
+        lines.append(f"{ctx['passed']} of {len(ctx['states'])} runs completed.")
+        lines += [
+            f"- {s['run']}: {s['state']} {s['reason']}".rstrip() for s in ctx["states"] if s["state"] != "COMPLETED"
+        ]
+        lines.append("")
+    lines += ["## Model comparison (95% bootstrap CIs)", ""]
     lines += [
         "| run | overall | value_accuracy | ref_overlap | na_recall | latency s | tokens in/out | cost $ | energy Wh |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -358,6 +379,15 @@ def markdown(ctx: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_csv(rows: list[dict]) -> str:
+    keys = [k for k in (rows[0] if rows else {}) if not k.endswith("_ci")]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def write_report(experiment: str, out: Path | None = None) -> Path:
     from orchestrator.reporting import rag_plots
 
@@ -369,6 +399,7 @@ def write_report(experiment: str, out: Path | None = None) -> Path:
     m = ctx["matrix"]
     write_atomic(out / "results_matrix.csv", matrix_csv(m["ids"], m["runs"], m["cells"]))
     write_atomic(out / "comparison.json", json.dumps(ctx["comparison"], indent=1, sort_keys=True) + "\n")
+    write_atomic(out / "comparison.csv", comparison_csv(ctx["comparison"]))
     write_atomic(out / "ensembles.json", json.dumps(ctx["ensembles"], indent=1, sort_keys=True) + "\n")
     write_atomic(out / "audit.json", json.dumps(ctx["audit"], indent=1, sort_keys=True) + "\n")
     if ctx["scaling"]:

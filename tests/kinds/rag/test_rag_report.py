@@ -76,6 +76,9 @@ def test_report_sections_files_and_plots(cli, spec_file, rag_files, orch_home, m
     assert {e["name"] for e in ens} == {"ensemble:majority", "ensemble:first_non_blank", "ensemble:confidence"}
     first = next(e for e in ens if e["name"] == "ensemble:first_non_blank" and e["config"] == "bm25-k1")
     assert first["value_accuracy"] == pytest.approx(1.0)  # the strong model answers first
+    res = cli("report", "ragrep", "--no-refresh", "--format", "csv")
+    assert res.code == 0 and res.out.strip().endswith("comparison.csv")
+    assert (out / "comparison.csv").read_text().startswith("run,model,config")
     assert not (out / "scaling_comparison.csv").exists()  # API models only: no scaling table
     for png in (
         "ranking.png",

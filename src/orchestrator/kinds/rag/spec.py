@@ -59,6 +59,7 @@ class RagSpec(BaseSpec):
     skip_existing: bool = False  # leave out runs whose summary.json exists
     gpu_memory_gb: float = Field(80.0, gt=0)
     max_gpus: int | None = Field(None, ge=1)
+    index_gpus: int = Field(0, ge=0)  # GPUs for the index stage (embedding a large corpus)
 
     _models: list[ModelConfig] = PrivateAttr(default_factory=list)
     _skipped: list[tuple[str, str]] = PrivateAttr(default_factory=list)
@@ -159,7 +160,7 @@ class RagSpec(BaseSpec):
                     chunking=cfg.chunking,
                     embedder=cfg.embedder,
                     index_dir=str(where),
-                    device="cpu" if self.device == "cpu" else "auto",
+                    device="cpu" if self.device == "cpu" or not self.index_gpus else "auto",
                 )
                 index_units[key] = Unit(
                     run=f"index-{key}", entry=INDEX_ENTRY, args=args, outputs=(paths.RAG_INDEX_INFO_FILE,)
@@ -196,7 +197,7 @@ class RagSpec(BaseSpec):
             raise SpecError(source, "nothing to run: every model was skipped (reasons above) or filtered out")
         stages = []
         if index_units:
-            res = Resources.model_validate({**self.resources.model_dump(), "gpus_per_node": 0})
+            res = Resources.model_validate({**self.resources.model_dump(), "gpus_per_node": self.index_gpus})
             stages.append(
                 Stage(
                     name="index",
