@@ -23,6 +23,12 @@ def _points(ax, rows: list[dict], x: str, y: str, size=None) -> None:
             ax.annotate(r["run"], (r[x], r[y]), textcoords="offset points", xytext=(3, 3), fontsize=7)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # no overlapping long labels
+    if y in ("overall", *WEIGHTS):
+        ax.set_ylim(-0.05, 1.05)  # scores live in [0, 1]: runs compare across panels
 
 
 def _scatter(rows, x, y, xlabel, ylabel, title, size=None) -> bytes:
@@ -35,7 +41,7 @@ def _scatter(rows, x, y, xlabel, ylabel, title, size=None) -> bytes:
 
 
 def _size_vs_components(rows: list[dict]) -> bytes:
-    fig, axes = _figure(4, width=4.0, height=3.2)
+    fig, axes = _figure(4, width=3.4, height=3.0)
     for ax, metric in zip(axes, ("overall", *WEIGHTS)):
         _points(ax, rows, "params_b", metric)
         ax.set_xlabel("parameters (billions)")
