@@ -189,3 +189,12 @@ def test_per_model_time_limits_make_their_own_array(cli, spec_file, rag_files, t
     assert res.code == 0, res.err
     assert "stage answer-cpu-10m: submit 1 job, after index" in res.out
     assert "stage answer-cpu-30m: submit 1 job, after index" in res.out and "#SBATCH --time=00:30:00" in res.out
+
+
+def test_submit_refuses_an_api_model_without_its_key(cli, spec_file, rag_files, tiny_model_path, monkeypatch):
+    monkeypatch.delenv("RAG_NO_KEY", raising=False)
+    api = "{name: remote, path: m, backend: openai, api: {base_url: 'http://127.0.0.1:9/v1', api_key_env: RAG_NO_KEY}}"
+    path = spec_file("ragkey", spec_text("ragkey", rag_files, tiny_model_path, models=f"[{api}]"))
+    assert cli("submit", path, "--dry-run", "--executor", "slurm").code == 0  # plans need no secret
+    res = cli("submit", path, "--executor", "local")
+    assert res.code == 2 and "$RAG_NO_KEY is not set" in res.err

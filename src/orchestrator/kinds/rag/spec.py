@@ -137,6 +137,19 @@ class RagSpec(BaseSpec):
             self._fingerprint = corpus.fingerprint(self.corpus)
         return retrieval.index_key(self._fingerprint, cfg.chunking, cfg.embedder)
 
+    def check_submit(self) -> None:
+        """API models read their key in the job: it must be exported in the submitting shell."""
+        import os
+
+        skip = dict(self.skipped())
+        missing = [
+            f"model {m.name}: ${m.api.api_key_env} is not set: export it in this shell (SLURM passes it on)"
+            for m in self.selected()
+            if m.api is not None and m.api.key_required and m.name not in skip and not os.environ.get(m.api.api_key_env)
+        ]
+        if missing:
+            raise SpecError(getattr(self, "_source", self.name), missing)
+
     def plan(self) -> list[Stage]:
         from orchestrator.kinds.rag import retrieval
 
