@@ -115,9 +115,9 @@ def test_kill9_then_resume_answers_each_question_once(rag_files, tiny_model_path
 
     path = tmp_path / "ragkill.yaml"
     path.write_text(
-        spec_text("ragkill", rag_files, tiny_model_path, models=f"[{{name: tiny, path: {tiny_model_path}}}]").replace(
-            "batch_size: 3", "batch_size: 1"
-        )
+        spec_text(
+            "ragkill", rag_files, tiny_model_path, "limit: 4\n", models=f"[{{name: tiny, path: {tiny_model_path}}}]"
+        ).replace("batch_size: 3", "batch_size: 1")
     )
     spec = load_spec(path)
     (stage_index, stage_answer) = spec.plan()
@@ -142,7 +142,7 @@ def test_kill9_then_resume_answers_each_question_once(rag_files, tiny_model_path
     assert proc.wait(timeout=60) == -signal.SIGKILL and not (killed / "summary.json").exists()
     assert start(killed).wait(timeout=300) == 0
     ids = [json.loads(x)["id"] for x in pred.read_text().splitlines()]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
     a, b = (json.loads((d / "summary.json").read_text()) for d in (ref, killed))
     assert a["score"] == b["score"]
 
