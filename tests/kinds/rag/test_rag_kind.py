@@ -198,3 +198,15 @@ def test_submit_refuses_an_api_model_without_its_key(cli, spec_file, rag_files, 
     assert cli("submit", path, "--dry-run", "--executor", "slurm").code == 0  # plans need no secret
     res = cli("submit", path, "--executor", "local")
     assert res.code == 2 and "$RAG_NO_KEY is not set" in res.err
+
+
+def test_ablation_grid_is_one_spec_with_one_shared_index(cli, rag_files, orch_home):
+    sets = ["--set", f"corpus={rag_files['corpus']}", "--set", f"questions={rag_files['questions']}"]
+    res = cli("submit", "rag-ablation", "--dry-run", "--executor", "slurm", *sets)
+    assert res.code == 0, res.err
+    assert "stage index: submit 1 job" in res.out
+    for model in ("qwen2.5-7b", "llama-3.1-8b"):
+        for retriever in ("bm25", "dense", "hybrid"):
+            for k in (3, 5):
+                assert f"{model}__{retriever}-k{k}" in res.out
+    assert "answer-1gpu: submit array of 12, after index" in res.out
