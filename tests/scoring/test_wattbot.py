@@ -105,3 +105,22 @@ def test_score_command(cli, tmp_path):
         "score", "--task", "wattbot", "--predictions", tmp_path / "submission.csv", "--gold", tmp_path / "train_QA.csv"
     )
     assert "overall" in r.out and "95% CI" in r.out
+
+
+def test_jsonl_rows_and_run_records(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        "".join(json.dumps({**g, "ref_id": sorted(wattbot.parse_refs(g["ref_id"])) or "is_blank"}) + "\n" for g in GOLD)
+    )
+    records = tmp_path / "predictions.jsonl"
+    records.write_text(
+        "".join(
+            json.dumps(
+                {"id": p["id"], "prediction": json.dumps({"answer_value": p["answer_value"], "ref_id": p["ref_id"]})}
+            )
+            + "\n"
+            for p in PRED
+        )
+    )
+    r = wattbot.score_rows(wattbot.read_rows(records), wattbot.read_rows(gold))
+    assert r["metrics"]["overall"] == pytest.approx(0.59)

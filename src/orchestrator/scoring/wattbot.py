@@ -246,7 +246,7 @@ def score_rows(preds: Sequence[Mapping[str, Any]], golds: Sequence[Mapping[str, 
 
 
 def read_rows(path) -> list[dict[str, Any]]:
-    """A WattBot CSV, or JSON/JSONL with the same fields."""
+    """A WattBot CSV, JSON/JSONL with the same fields, or a rag run's results.json / predictions.jsonl."""
     import csv
     from pathlib import Path
 
@@ -257,6 +257,14 @@ def read_rows(path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
-        return list(data)
     except ValueError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(data, dict) and isinstance(data.get("examples"), list):  # a rag run's results.json
+        data = data["examples"]
+    # a run's records: the parsed answer, or the raw reply parsed here (predictions.jsonl)
+    return [
+        {"id": r["id"], **(r.get("parsed") or parse_reply(str(r["prediction"])))}
+        if "answer_value" not in r and "prediction" in r
+        else dict(r)
+        for r in data
+    ]
