@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def build(
     chunks = chunking_mod.chunk_corpus(docs, chunking)
     if not chunks:
         raise UserError(f"corpus {corpus}: no text in any document (scanned PDFs need OCR first)")
-    tmp = index_dir.with_name(f".{index_dir.name}.tmp")
+    tmp = index_dir.with_name(f".{index_dir.name}.{os.getpid()}.tmp")  # one per builder: none clobbers another
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     append_jsonl(tmp / "chunks.jsonl", [{"id": c.id, "doc_id": c.doc_id, "text": c.text} for c in chunks])

@@ -87,7 +87,7 @@ class RagSpec(BaseSpec):
         refs = list(self.models)
         if self.family:
             family = sorted(
-                (m for m in (load_model(n) for n in list_models()) if m.family == self.family and not m.remote),
+                (m for m in map(_loadable, list_models()) if m and m.family == self.family and not m.remote),
                 key=lambda m: m.params_b or 0,
             )
             if not family:
@@ -237,3 +237,11 @@ class RagSpec(BaseSpec):
                 )
             )
         return stages
+
+
+def _loadable(name: str) -> ModelConfig | None:
+    """A model config, or None when it does not load (reported when it is asked for by name)."""
+    try:
+        return load_model(name)
+    except SpecError:
+        return None
