@@ -130,6 +130,8 @@ def rag_answer(run_dir: str, experiment: str, **kw: Any) -> int:
     t = time.perf_counter()
     hits = index.search([r["question"] for r in rows], cfg.retriever, cfg.top_k, cfg.rrf_k)
     retrieval_s = time.perf_counter() - t
+    docs = index.docs
+    del index  # the query encoder leaves memory before the model loads
     examples = make_examples(rows, hits, args.prompt, cfg.max_chunk_chars)
     task = Task(
         name="wattbot",
@@ -181,7 +183,7 @@ def rag_answer(run_dir: str, experiment: str, **kw: Any) -> int:
     if stats is not None:
         progress["api"] = {k: progress.get("api", {}).get(k, 0) + v for k, v in vars(stats).items()}
     write_json_atomic(out / PROGRESS_FILE, progress)
-    finish(out, experiment, args, rows, examples, records, index.docs, progress, retrieval_s)
+    finish(out, experiment, args, rows, examples, records, docs, progress, retrieval_s)
     return 0
 
 
