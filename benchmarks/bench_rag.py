@@ -53,7 +53,9 @@ def main() -> int:
         rates[name] = QUERIES / (time.perf_counter() - t)
     b = info["build_s"]
     print(f"chunks: {info['n_chunks']} from {info['n_docs']} documents")
-    print(f"index build: bm25 {b['bm25']:.2f} s, dense (tiny encoder, CPU) {b['dense']:.2f} s, total {b['total']:.2f} s")
+    print(
+        f"index build: bm25 {b['bm25']:.2f} s, dense (tiny encoder, CPU) {b['dense']:.2f} s, total {b['total']:.2f} s"
+    )
     print(f"dense / bm25 build time: {b['dense'] / b['bm25']:.1f}x")
     print(", ".join(f"{k} {v:,.0f} queries/s" for k, v in rates.items()))
     print(f"bm25 / dense query throughput: {rates['bm25'] / rates['dense']:.1f}x")
