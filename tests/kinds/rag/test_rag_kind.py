@@ -88,14 +88,15 @@ def test_rag_end_to_end_locally_and_index_reused(cli, spec_file, rag_files, tiny
     # Same corpus, chunking and embedder in another experiment: no index stage, nothing rebuilt.
     again = cli(
         "submit",
-        spec_file("ragtiny2", spec_text("ragtiny2", rag_files, tiny_model_path, "smoke: true\n")),
+        spec_file("ragtiny2", spec_text("ragtiny", rag_files, tiny_model_path)),
+        "--smoke",
         "--executor",
         "local",
     )
     assert again.code == 0 and "stage index" not in again.out
-    final = wait_final("ragtiny2", timeout=300)
+    final = wait_final("ragtiny-smoke", timeout=300)
     assert [t.state for t in final.values()] == ["COMPLETED"]
-    assert json.loads((orch_home / "logs" / "ragtiny2" / "tiny__bm25-k2" / "summary.json").read_text())["n"] == 1
+    assert json.loads((orch_home / "logs" / "ragtiny-smoke" / "tiny__bm25-k2" / "summary.json").read_text())["n"] == 1
     runs = cli("status", "ragtiny", "--runs")
     assert runs.code == 0 and "passed" in runs.out
 
