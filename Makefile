@@ -17,7 +17,7 @@ $(BIN)/orchestrate: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU build; on a GPU machine install the CUDA build of your choice first
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,test]"
+	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,rag,test]"
 	touch $@
 
 demo: setup

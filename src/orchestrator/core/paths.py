@@ -258,3 +258,19 @@ def eval_dir(experiment: str) -> Path:
 def report_dir(experiment: str) -> Path:
     """logs/<experiment>/report/: report.md, its plots, and the results table (CSV/JSON)."""
     return experiment_dir(experiment) / "report"
+
+
+# RAG (kinds/rag): indexes are shared by every experiment (keyed by a content hash), and each
+# answering run writes the WattBot files beside the usual predictions/results/summary.
+RAG_SUBMISSION_FILE = "submission.csv"
+RAG_INDEX_INFO_FILE = "index.json"
+
+
+def rag_index_dir(key: str) -> Path:
+    """ORCH_HOME/indexes/<key>/: one (corpus, chunking, embedder) index, reused while unchanged."""
+    return home() / "indexes" / key
+
+
+def rag_run(model: str, config: str) -> str:
+    """Run name of one model × retrieval configuration: logs/<exp>/<model>__<config>/."""
+    return f"{model}__{config}"
