@@ -54,6 +54,7 @@ class EvalSpec(BaseSpec):
     tasks: list[str] = Field(default_factory=list)
     arms: list[str] = Field(default_factory=list)
     checkpoints: Literal["all", "final"] = "final"
+    only: list[str] = Field(default_factory=list)  # these checkpoint names alone (the trainer's evaluate-on-save)
     data_root: str | None = None
     backend: Literal["transformers", "vllm"] = "transformers"
     tensor_parallel_size: int = Field(1, ge=1)
@@ -175,6 +176,8 @@ class EvalSpec(BaseSpec):
 
     def _checkpoint_names(self, arm: Arm) -> tuple[list[str], str]:
         """The checkpoints of an arm to evaluate (deferred ones: "pending", "final"), and a note."""
+        if self.only:  # complete ones only: the trainer names a checkpoint it has just saved
+            return [c.name for c in arm.checkpoints if c.name in self.only], ""
         if self.checkpoints == "all":
             names = [c.name for c in arm.checkpoints]
             if not arm.training:

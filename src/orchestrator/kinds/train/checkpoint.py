@@ -219,19 +219,29 @@ def save(
     return final
 
 
-def prune(experiment: str, arm: str, keep_last: int) -> list[int]:
-    """Delete checkpoints other than the last `keep_last`, the latest, the best and the pinned
-    ones; leftovers of interrupted writes too. Returns the epochs deleted."""
+def set_best(experiment: str, arm: str, name: str) -> bool:
+    """Point `best` at an earlier complete checkpoint (held-out scores arrive after the save)."""
+    with _locked(experiment, arm):
+        if read_checkpoint(arm, paths.arm_checkpoints_dir(experiment, arm) / name) is None:
+            return False
+        files.write_atomic(paths.best_checkpoint_file(experiment, arm), name + "\n")
+    return True
+
+
+def prune(experiment: str, arm: str, keep_last: int, keep: tuple[int, ...] = ()) -> list[int]:
+    """Delete checkpoints other than the last `keep_last`, the latest, the best, the pinned ones
+    and the epochs in `keep` (the trainer's, awaiting a held-out decision); leftovers of
+    interrupted writes too. Returns the epochs deleted."""
     root = paths.arm_checkpoints_dir(experiment, arm)
     with _locked(experiment, arm):
         for p in root.glob(paths.CHECKPOINT_SCRATCH_GLOB):
             shutil.rmtree(p, ignore_errors=True)
         found = read_arm(experiment, arm)
         held = pinned(experiment, arm)
-        keep = {c.epoch for c in found.complete[-keep_last:]}
-        keep |= {c.epoch for c in (found.latest, found.best) if c is not None}
-        keep |= {c.epoch for c in found.complete if c.name in held}
-        gone = [c for c in found.complete if c.epoch not in keep]
+        kept = {c.epoch for c in found.complete[-keep_last:]} | set(keep)
+        kept |= {c.epoch for c in (found.latest, found.best) if c is not None}
+        kept |= {c.epoch for c in found.complete if c.name in held}
+        gone = [c for c in found.complete if c.epoch not in kept]
         doomed = []
         for c in gone:  # renamed under the lock: no longer complete, so no pin can take it now
             doomed.append(paths.checkpoint_scratch(c.path, "old"))

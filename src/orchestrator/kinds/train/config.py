@@ -4,7 +4,7 @@ validates. Light (pydantic only): the spec, the entry points and the trainer all
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -77,6 +77,23 @@ class EarlyStoppingConfig(Strict):
     min_epochs: int = Field(10, ge=0)
     patience: int = Field(3, ge=0)
     min_delta: float = Field(0.001, ge=0)
+    # eval/... metrics: an improvement counts only when the paired bootstrap over per-example
+    # scores against the best checkpoint so far excludes zero (reporting/significance.py)
+    significance: bool = False
+
+
+class Evaluation(Strict):
+    """Evaluate each checkpoint on a held-out suite as it is saved (kinds/train/heldout.py)."""
+
+    suite: str = "reasoning"  # a suite name or YAML path (docs/suites.md)
+    tasks: list[str] = Field(default_factory=list)  # task or domain names; empty = the whole suite
+    every_save: bool = False
+    resources: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' resources (spec keys)
+    data_root: str | None = None  # default with prepare: the synthetic data it writes
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    wait_s: float = Field(600, ge=0)  # at the end of training: the longest wait for outstanding evaluations
+    env: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' env (set from the spec's env)
 
 
 class Rollout(Strict):
@@ -123,6 +140,7 @@ class TrainConfig(Strict):
     rollout: Rollout = Field(default_factory=Rollout)
     mtl: MTL = Field(default_factory=MTL)
     wandb: WandB = Field(default_factory=WandB)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
 
     @model_validator(mode="after")
     def _files(self) -> TrainConfig:
@@ -130,11 +148,20 @@ class TrainConfig(Strict):
             if d.train is None or d.val is None:
                 raise ValueError(f"domains.{name}: give train and val parquet files (or use prepare: synthetic data)")
         metric = self.early_stopping.metric
+        if metric.startswith("eval/"):
+            if not self.evaluation.every_save:
+                raise ValueError(
+                    f"early_stopping.metric {metric!r} is a held-out score: set evaluation.every_save: true "
+                    "(and evaluation.suite) so each checkpoint is evaluated when it is saved"
+                )
+            if metric != "eval/mean" and len(metric.split("/")) != 3:
+                raise ValueError(f"early_stopping.metric {metric!r}: use eval/mean or eval/<domain>/<metric>")
+            return self
         val = ["val/reward_mean", *(f"val/{d}/reward" for d in self.domains)]
         if metric not in val and not metric.startswith(("train/", "grad/")):
             raise ValueError(
                 f"early_stopping.metric {metric!r} is not logged; use one of {', '.join(val)} "
-                "(or a train/... or grad/... metric)"
+                "(or a train/... or grad/... metric, or eval/mean, eval/<domain>/<metric> with evaluation.every_save)"
             )
         return self
 

@@ -70,8 +70,10 @@ class EarlyStopping:
         gain = value - self.best_value if self.mode == "max" else self.best_value - value
         return gain > self.min_delta
 
-    def update(self, epoch: int, metrics: dict[str, Any]) -> Decision:
-        """Record the validation after epoch `epoch` (1-based) and decide whether to stop."""
+    def update(self, epoch: int, metrics: dict[str, Any], significant: bool = True) -> Decision:
+        """Record the validation after epoch `epoch` (1-based) and decide whether to stop.
+        `significant` False: a better value does not count as an improvement (a paired test
+        against the best so far did not exclude zero; kinds/train/heldout.py)."""
         if self.metric not in metrics:
             raise MissingMetricError(
                 f"early-stopping metric {self.metric!r} not in validation metrics; available: {sorted(metrics)}"
@@ -80,7 +82,7 @@ class EarlyStopping:
         if self.stopped_epoch is not None:
             return self._decision(True, False, epoch, value)
 
-        improved = self._is_improvement(value)
+        improved = self._is_improvement(value) and (significant or self.best_value is None)
         if improved:
             self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:

@@ -23,17 +23,17 @@ states are restored, so on CPU a resumed run ends where an uninterrupted one doe
 from __future__ import annotations
 
 import os
-import random
 import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
-from orchestrator.kinds.train import checkpoint, distributed
+from orchestrator.kinds.train import checkpoint, distributed, trainer_state
 from orchestrator.kinds.train.config import TrainConfig
 from orchestrator.kinds.train.data import Example, epoch_order, load_verl_parquet
 from orchestrator.kinds.train.early_stop import EarlyStopping
+from orchestrator.kinds.train.eval_on_save import EvalOnSave
 from orchestrator.kinds.train.pcgrad import conflict_stats, distributed_dot, pcgrad
 from orchestrator.kinds.train.ppo import (
     gae,
@@ -99,14 +99,21 @@ class PPOTrainer:
             )
         self.pcgrad_generator = torch.Generator().manual_seed(t.seed)
         es = cfg.early_stopping
-        self.early_stopping = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta, es.min_epochs)
+        # with a held-out metric (eval/...) validation only tracks the reward-best checkpoint
+        self.heldout = EvalOnSave.create(cfg, self.experiment, self.arm, self.main)
+        self.reward_stops = not es.metric.startswith("eval/")
+        metric, patience = (es.metric, es.patience) if self.reward_stops else ("val/reward_mean", 10**9)
+        self.early_stopping = EarlyStopping(metric, es.mode, patience, es.min_delta, es.min_epochs)
         self.epoch, self.step, self.wall_time_s, self.last_val, self.last_metrics = 0, 0, 0.0, {}, {}
+        self.resumed_state: dict = {}
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
         self.rollouts = None
         if self.main:
             self.records.drop_after(self.epoch)
-            checkpoint.prune(self.experiment, self.arm, t.keep_last)  # also clears half-written leftovers
+            if self.heldout is not None:
+                self.heldout.load(self.resumed_state.get("heldout"))
+            self._prune()  # also clears half-written leftovers
             self.rollouts = Rollouts.for_config(cfg, self._rollout_device())
             self.records.start_wandb()
         self._push_weights()
@@ -135,17 +142,7 @@ class PPOTrainer:
         return "cuda" if r.num_gpus > 0 or (r.workers == 0 and self.device == "cuda") else "cpu"
 
     def _load_trainer_state(self, directory: Path) -> None:
-        state, _ = checkpoint.load_state(directory)
-        distributed.load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
-        if self.critic is not None:
-            distributed.load_full_state_dict(self.critic, state["critic"])
-            distributed.load_optimizer_state(self.critic, self.critic_optimizer, state["critic_optimizer"])
-        self.epoch, self.step, self.wall_time_s = state["epoch"], state["step"], state["wall_time_s"]
-        self.last_val, self.last_metrics = state["last_val"], state["last_metrics"]
-        self.early_stopping = EarlyStopping.from_dict(state["early_stopping"])
-        self.pcgrad_generator.set_state(state["rng"]["pcgrad"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        trainer_state.restore(self, directory)
         if self.main:
             print(f"resumed {self.arm} from {directory} (epoch {self.epoch}, step {self.step})", flush=True)
 
@@ -352,7 +349,9 @@ class PPOTrainer:
         t, es_cfg = self.cfg.trainer, self.cfg.early_stopping
         started = time.time()
         base_wall = self.wall_time_s
-        stop_reason = self.early_stopping.reason if self.early_stopping.stopped_epoch else None
+        stop_reason = self.early_stopping.reason if self.early_stopping.stopped_epoch and self.reward_stops else None
+        if self.heldout is not None and self.heldout.monitors:  # a resumed arm that had stopped on it
+            stop_reason = self.heldout.state.stop_reason
         if self.epoch == 0 and t.val_before_train and self.resumed_from is None:
             val = self.validate()
             self.last_val = val
@@ -367,8 +366,11 @@ class PPOTrainer:
                 self.last_val = val
                 decision = self.early_stopping.update(epoch, m)
                 improved = decision.improved
-                if es_cfg.enabled and decision.stop:
+                if es_cfg.enabled and decision.stop and self.reward_stops:
                     stop_reason = decision.reason
+            if self.heldout is not None:  # held-out results of earlier checkpoints, as they arrive
+                stop_reason = stop_reason or self.heldout.poll(epoch)
+            if epoch % t.test_freq == 0 or epoch == t.epochs or self.cfg.evaluation.every_save:
                 stop_reason = distributed.broadcast_object(stop_reason, self.world)  # all learners stop together
             self.epoch = epoch
             line = self.records.line(epoch, self.step, m, time.time() - epoch_start)
@@ -376,53 +378,45 @@ class PPOTrainer:
             self.last_metrics = line
             self.wall_time_s = base_wall + time.time() - started
             if epoch % t.save_freq == 0 or epoch == t.epochs or stop_reason or improved:
-                self.save_checkpoint(epoch, m, best=improved)
+                if self.heldout is not None:
+                    self.heldout.saved(epoch)  # pending in the checkpoint's own state
+                self.save_checkpoint(epoch, m, best=improved and self.reward_stops)
+                if self.heldout is not None:
+                    self.heldout.submit(epoch)  # the eval array; never waited for
             if self.main:
                 print(progress_line(self.arm, epoch, self.step, m), flush=True)
         self.wall_time_s = base_wall + time.time() - started
+        if self.heldout is not None:
+            self.heldout.finish(self.epoch)  # not in wall_time_s: the arm's own time
         return self.write_summary(stop_reason)
 
     def save_checkpoint(self, epoch: int, metrics: dict, best: bool) -> Path | None:
         """Every learner takes part (the whole state is gathered from the shards); rank 0 writes."""
-        w, has_critic = self.world, self.critic is not None
-        weights = distributed.full_state_dict(self.policy) if w.distributed else None
-        optimizer = distributed.optimizer_state(self.policy, self.optimizer)
-        critic = distributed.full_state_dict(self.critic) if has_critic else None
-        critic_optimizer = distributed.optimizer_state(self.critic, self.critic_optimizer) if has_critic else None
+        weights = distributed.full_state_dict(self.policy) if self.world.distributed else None
+        state = trainer_state.gather(self, epoch)  # collectives: every rank
         if not self.main:
             return None
-        state = {
-            "epoch": epoch,
-            "step": self.step,
-            "optimizer": optimizer,
-            "critic": critic,
-            "critic_optimizer": critic_optimizer,
-            "learners": w.size,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "pcgrad": self.pcgrad_generator.get_state(),
-            },
-            "data_position": {"next_epoch": epoch + 1, "batch": 0},
-            "early_stopping": self.early_stopping.to_dict(),
-            "wall_time_s": self.wall_time_s,
-            "last_val": self.last_val,
-            "last_metrics": self.last_metrics,
-        }
         meta = self.records.checkpoint_meta(epoch, self.step, metrics)
         path = checkpoint.save(
             self.experiment, self.arm, epoch, self.policy, self.tokenizer, state, meta, best=best, state_dict=weights
         )
-        checkpoint.prune(self.experiment, self.arm, self.cfg.trainer.keep_last)
+        self._prune()
         return path
 
+    def _prune(self) -> None:
+        keep = self.heldout.undecided() if self.heldout is not None else ()  # awaiting a held-out decision
+        checkpoint.prune(self.experiment, self.arm, self.cfg.trainer.keep_last, keep)
+
     def write_summary(self, stop_reason: str | None) -> dict:
-        es = self.early_stopping
+        es = self.early_stopping  # with held-out evaluation: both choices, held-out best and reward best
+        extra = self.heldout.summary(self.epoch, es) if self.heldout is not None else {}
         r = self.cfg.rollout  # one device per learner, plus the rollout actors' GPUs
         devices = self.world.size + (r.workers * r.num_gpus if self.device == "cuda" else 0)
         summary = self.records.summary(
             final={**self.last_val, **self.last_metrics},
-            best={"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
+            best=extra.get("best_heldout")
+            if not self.reward_stops
+            else {"epoch": es.best_epoch, "metric": es.metric, "value": es.best_value},
             stopped_early=stop_reason is not None,
             stop_epoch=self.epoch,
             stop_reason=stop_reason or f"reached trainer.epochs = {self.cfg.trainer.epochs}",
@@ -432,6 +426,7 @@ class PPOTrainer:
             learners=self.world.size,
             device_hours=self.wall_time_s / 3600 * devices,
             resumed_from=str(self.resumed_from) if self.resumed_from else None,
+            **extra,
         )
         if self.main:
             self.records.write_summary(summary)

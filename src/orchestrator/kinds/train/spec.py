@@ -6,6 +6,8 @@
       math: {train: data/math_train.parquet, val: data/math_val.parquet, reward: math}
     trainer: {epochs: 30, test_freq: 3, save_freq: 5, keep_last: 10}
     early_stopping: {min_epochs: 10, patience: 3, min_delta: 0.001, metric: val/reward_mean}
+    evaluation: {suite: reasoning, every_save: true}   # each checkpoint on a held-out suite when saved
+                                              # (then early_stopping.metric may be eval/mean)
     arms:                                     # each arm overrides the shared config
       baseline: {mtl: {enabled: false}}
       pcgrad: {mtl: {enabled: true, method: pcgrad}}
@@ -31,7 +33,7 @@ from orchestrator.kinds.train.data import SYNTHETIC
 from orchestrator.kinds.train.entry import PrepareArgs, TrainArgs
 from orchestrator.kinds.train.ray_cluster import ray_template_vars
 
-TRAIN_KEYS = ("model", "domains", "algorithm", "trainer", "early_stopping", "rollout", "mtl", "wandb")
+TRAIN_KEYS = ("model", "domains", "algorithm", "trainer", "early_stopping", "rollout", "mtl", "wandb", "evaluation")
 
 
 class TrainSpec(BaseSpec):
@@ -44,6 +46,7 @@ class TrainSpec(BaseSpec):
     rollout: dict[str, Any] = Field(default_factory=dict)
     mtl: dict[str, Any] = Field(default_factory=dict)
     wandb: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)  # held-out suite per saved checkpoint
     arms: dict[str, dict[str, Any]] = Field(min_length=1)
     prepare: Prepare | None = None
 
@@ -114,6 +117,11 @@ class TrainSpec(BaseSpec):
             for n, d in shared["domains"].items():
                 d["train"] = d["train"] or str(paths.prepared_data(self.prepare_dir(), n, "train"))
                 d["val"] = d["val"] or str(paths.prepared_data(self.prepare_dir(), n, "val"))
+        ev = deep_merge(shared["evaluation"], self.arms[arm].get("evaluation") or {})
+        if ev.get("every_save"):  # the eval jobs get the spec's env; the demo suite reads prepare's val files
+            if self.prepare is not None:
+                ev.setdefault("data_root", str(paths.prepared_data(self.prepare_dir(), "-", "val").parent))
+            shared["evaluation"] = {"env": self.env.model_dump(mode="json"), **ev}
         return TrainConfig.model_validate(deep_merge(shared, self.arms[arm]))
 
     def submit_notes(self) -> list[str]:

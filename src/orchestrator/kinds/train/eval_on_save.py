@@ -1,0 +1,201 @@
+"""Evaluate as you train (`evaluation.every_save`): the trainer's side, on rank 0.
+
+When the arm saves checkpoint N, N × the suite's tasks go in as ONE array through our own submit
+path (kinds/eval/spec.py `EvalSpec(only=[N])`, experiment `<exp>-eval`): the units and result
+files `eval-evolution` writes, so it later skips them, and the same pins, so retention keeps N
+until it is evaluated. From inside a SLURM job the array goes to sbatch (the job inherits PATH and
+PYTHONPATH), elsewhere to the local executor. The trainer never waits for it; a failed submit is
+printed and N is skipped, never fatal.
+
+At each epoch end the result files (core/paths.py `eval_result`) and the units' status files are
+polled; heldout.py takes the decisions. With `early_stopping.metric: eval/...` they stop the arm
+and move `best` to the held-out best; otherwise they are only recorded. At the end, outstanding
+evaluations are waited for up to `evaluation.wait_s`, and the summary says why the wait ended.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+from orchestrator.core import files, paths
+from orchestrator.core.runner import read_status
+from orchestrator.core.states import COMPLETED, FINAL_STATES
+from orchestrator.kinds.train import checkpoint
+from orchestrator.kinds.train.config import TrainConfig
+from orchestrator.kinds.train.early_stop import EarlyStopping
+from orchestrator.kinds.train.heldout import HeldOutStopping
+
+POLL_S = 2.0  # the final wait's polling interval
+
+
+class EvalOnSave:
+    def __init__(self, cfg: TrainConfig, experiment: str, arm: str) -> None:
+        from orchestrator.kinds.eval.suites import load_suite
+
+        self.cfg, self.experiment, self.arm = cfg, experiment, arm
+        ev, es = cfg.evaluation, cfg.early_stopping
+        self.tasks = [t.name for t in load_suite(ev.suite, ev.data_root).select(ev.tasks)]
+        self.eval_experiment = paths.eval_experiment(experiment)
+        self.monitors = es.enabled and es.metric.startswith("eval/")  # else: recorded, never stops
+        metric = es.metric if self.monitors else "eval/mean"
+        self.state = HeldOutStopping(metric, es.mode, es.patience, es.min_delta, es.min_epochs, es.significance)
+        self.not_submitted: dict[int, str] = {}  # this attempt's failed submits (a requeue tries again)
+        self.wait: str | None = None
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, experiment: str, arm: str, main: bool) -> EvalOnSave | None:
+        return cls(cfg, experiment, arm) if cfg.evaluation.every_save and main else None
+
+    # ---------------------------------------------------------------- state (trainer_state.pt)
+
+    def load(self, state: dict | None) -> None:
+        """A resumed arm: the consumed results as checkpointed; pending ones submitted again
+        (a unit with a result, or queued, is skipped by submit)."""
+        if state:
+            self.state = HeldOutStopping.from_dict(state)
+        for n in self.state.pending:
+            self.submit(n)
+
+    def undecided(self) -> tuple[int, ...]:
+        """Checkpoints retention must keep: their decision is not taken yet."""
+        return tuple(self.state.pending)
+
+    # ---------------------------------------------------------------- submitting
+
+    def submit(self, epoch: int) -> None:
+        name = paths.checkpoint_name(epoch)
+        started = time.monotonic()
+        try:
+            jobs = _submit(self.cfg, self.experiment, self.arm, name, self.tasks)
+            what = ", ".join(f"job {s.job_id} ({len(s.runs)} unit(s))" for s in jobs) or "nothing new"
+            print(
+                f"{self.arm}/{name}: evaluation submitted to {self.eval_experiment}: {what} "
+                f"[{time.monotonic() - started:.1f}s]",
+                flush=True,
+            )
+        except Exception as e:  # never fatal: the checkpoint is then skipped by the decisions
+            self.not_submitted[epoch] = f"not submitted: {type(e).__name__}: {e}"
+            print(f"{self.arm}/{name}: evaluation NOT submitted ({e}); training goes on", file=sys.stderr, flush=True)
+
+    # ---------------------------------------------------------------- results
+
+    def fetch(self, epoch: int) -> list[dict] | str | None:
+        """N's results (all tasks), None while one is outstanding, or why one will never come."""
+        name, results = paths.checkpoint_name(epoch), []
+        for task in self.tasks:
+            f = paths.eval_result(self.experiment, self.arm, name, task)
+            try:
+                results.append(files.read_json(f))
+                continue
+            except (OSError, ValueError):
+                pass
+            if epoch in self.not_submitted:
+                return self.not_submitted[epoch]
+            st = (read_status(self.eval_experiment, paths.eval_run(self.arm, name, task)) or {}).get("state")
+            if st in FINAL_STATES and st != COMPLETED:
+                return f"evaluation of {task} ended {st}"
+            return None
+        return results
+
+    def poll(self, now: int) -> str | None:
+        """Consume what arrived; the stop reason once a held-out decision stops the arm."""
+        for d in self.state.arrive(now, self.fetch):
+            if d.improved and self.monitors:
+                checkpoint.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
+        return self.state.stop_reason if self.monitors else None
+
+    def finish(self, now: int) -> None:
+        """Wait for outstanding evaluations (at most evaluation.wait_s), consuming them."""
+        start, limit = time.monotonic(), self.cfg.evaluation.wait_s
+        self.poll(now)
+        while self.state.pending and time.monotonic() - start < limit:
+            time.sleep(POLL_S)
+            self.poll(now)
+        took = time.monotonic() - start
+        if not self.state.pending:
+            self.wait = f"every evaluation arrived ({took:.0f}s after training ended)"
+        else:
+            left = ", ".join(paths.checkpoint_name(n) for n in self.state.pending)
+            self.wait = f"timed out after {took:.0f}s (evaluation.wait_s = {limit:g}); outstanding: {left}"
+        print(f"{self.arm}: held-out evaluations: {self.wait}", flush=True)
+
+    def summary(self, stop_epoch: int, reward: EarlyStopping) -> dict[str, Any]:
+        """summary.json's keys: best_heldout, best_reward (validation's tracker), evaluation."""
+        s, es = self.state, self.state.stopping
+        best = None
+        if es.best_epoch is not None:
+            best = {
+                "epoch": es.best_epoch,
+                "checkpoint": paths.checkpoint_name(es.best_epoch),
+                "metric": s.metric,
+                "value": es.best_value,
+            }
+        decision = None
+        if s.decided is not None:
+            decision = {
+                "checkpoint_epoch": s.decided,
+                "epoch": s.decided_at,
+                "epochs_past_decision": stop_epoch - s.decided,
+            }
+        best_reward = None
+        if reward.best_epoch is not None:
+            best_reward = {
+                "epoch": reward.best_epoch,
+                "checkpoint": paths.checkpoint_name(reward.best_epoch),
+                "metric": reward.metric,
+                "value": reward.best_value,
+            }
+        return {
+            "best_heldout": best,
+            "best_reward": best_reward,
+            "evaluation": {
+                "experiment": self.eval_experiment,
+                "suite": self.cfg.evaluation.suite,
+                "tasks": self.tasks,
+                "metric": s.metric,
+                "monitored": self.monitors,
+                "significance": s.significance,
+                "checkpoints": {paths.checkpoint_name(n): c for n, c in sorted(s.consumed.items())},
+                "outstanding": [paths.checkpoint_name(n) for n in s.pending],
+                "decision": decision,
+                "wait": self.wait,
+            },
+        }
+
+
+def _executor() -> str:
+    """sbatch from inside a SLURM job (it inherits PATH), the local executor elsewhere."""
+    return "slurm" if os.environ.get("SLURM_JOB_ID") and shutil.which("sbatch") else "local"
+
+
+def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[str]) -> list:
+    from orchestrator.core.submit import submit
+    from orchestrator.kinds.eval.spec import EvalSpec
+
+    ev = cfg.evaluation
+    data: dict[str, Any] = {
+        "kind": "eval",
+        "experiment": experiment,
+        "suite": ev.suite,
+        "tasks": tasks,
+        "arms": [arm],
+        "checkpoints": "all",
+        "only": [name],
+        "batch_size": ev.batch_size,
+        "limit": ev.limit,
+        "data_root": ev.data_root,
+        "env": ev.env,
+        "best_metric": "val/reward_mean",
+    }
+    if ev.resources:
+        data["resources"] = ev.resources
+    spec = EvalSpec.model_validate(data)
+    try:
+        return submit(spec, _executor())
+    except BaseException:
+        spec.release_pins()
+        raise
