@@ -9,7 +9,9 @@ Definitions (also in docs/results-schema.md):
   metric's better / worse direction (metrics.METRICS decides the direction); fewer than
   significance.MIN_PAIRS paired examples in a task: "not enough data", never a verdict;
 - best checkpoint: the best domain score over epochs (earliest on ties); overfitting: the last
-  checkpoint is worse than that best by more than `overfit_threshold` (absolute).
+  checkpoint is worse than that best by more than `overfit_threshold` (absolute);
+- checkpoint choice (evaluation.every_save): the arm's reward-best and held-out-best checkpoints as
+  its summary.json names them; a domain score's CI is the bootstrap of its per-example scores.
 """
 
 from __future__ import annotations
@@ -132,6 +134,66 @@ def _delta_row(a: float | None, b: float | None, iv: Interval | None, hib: bool)
         "mark": _mark(iv, hib),
         "higher_is_better": hib,
     }
+
+
+def _score(res: Results, prim: dict, arm: str, ck: str, tasks: list[str]) -> dict | None:
+    """A checkpoint's domain score (mean of its tasks' primary metrics) and its 95% CI: the paired
+    bootstrap of the per-example scores against zero (the same resampling as the deltas)."""
+    rows = [prim.get((arm, ck, t)) for t in tasks]
+    if any(r is None for r in rows):
+        return None
+    scores = [res.per_example.get((arm, ck, t), {}) for t in tasks]
+    iv = paired_bootstrap([(dict.fromkeys(s, 0.0), s) for s in scores]) if all(scores) else None
+    return {
+        "checkpoint": ck,
+        "value": _mean([r.value for r in rows if r is not None]),
+        "low": iv.low if iv else None,
+        "high": iv.high if iv else None,
+    }
+
+
+def checkpoint_choice(res: Results) -> dict | None:
+    """Per arm (summary.json with evaluation.every_save): the reward-best (validation) and the
+    held-out-best checkpoint, each one's per-domain held-out score with its CI, and whether the
+    two differ (paired bootstrap of held-out-best − reward-best)."""
+    choices: dict[str, dict[str, Row]] = defaultdict(dict)
+    for r in res.of("choice"):
+        choices[r.arm][r.detail] = r
+    if not choices:
+        return None
+    prim = _primary(res)
+    out = []
+    for arm, ch in sorted(choices.items()):
+        rw, ho = ch.get("reward"), ch.get("heldout")
+        domains: dict[str, set[str]] = defaultdict(set)
+        hib: dict[str, bool] = {}
+        for (a, _, task), r in prim.items():
+            if a == arm:
+                domains[r.domain].add(task)
+                hib.setdefault(r.domain, r.higher_is_better is not False)
+        rows = []
+        for dom, task_set in sorted(domains.items()):
+            tasks = sorted(task_set)
+            a = _score(res, prim, arm, rw.checkpoint, tasks) if rw else None
+            b = _score(res, prim, arm, ho.checkpoint, tasks) if ho else None
+            iv = None
+            if a and b and rw and ho:
+                pairs = [
+                    (res.per_example.get((arm, rw.checkpoint, t), {}), res.per_example.get((arm, ho.checkpoint, t), {}))
+                    for t in tasks
+                ]
+                iv = paired_bootstrap(pairs) if all(p and q for p, q in pairs) else None
+            row = _delta_row(a["value"] if a else None, b["value"] if b else None, iv, hib[dom])
+            row.update(domain=dom, tasks=len(tasks), reward=a, heldout=b)
+            if rw and ho and rw.checkpoint == ho.checkpoint:
+                row["mark"] = "same"
+            rows.append(row)
+        pick = {
+            k: ({"checkpoint": c.checkpoint, "metric": c.metric, "value": c.value} if c else None)
+            for k, c in (("reward", rw), ("heldout", ho))
+        }
+        out.append({"arm": arm, **pick, "same": bool(rw and ho and rw.checkpoint == ho.checkpoint), "domains": rows})
+    return {"arms": out, "min_pairs": MIN_PAIRS}
 
 
 def _curves(res: Results) -> tuple[str, dict[str, dict[str, list[tuple[int, float]]]], dict[str, bool]]:

@@ -118,6 +118,25 @@ class Reader:
                     file=relative(summary_path),
                 )
             )
+            for which in ("heldout", "reward"):  # evaluation.every_save: the two checkpoint choices
+                choice = s.get(f"best_{which}")
+                if isinstance(choice, dict) and isinstance(choice.get("epoch"), int):
+                    m = str(choice.get("metric") or "")
+                    self.res.rows.append(
+                        Row(
+                            "choice",
+                            self.exp,
+                            arm=str(s.get("arm") or arm),
+                            run=arm,
+                            checkpoint=f"epoch_{choice['epoch']}",
+                            epoch=choice["epoch"],
+                            metric=m,
+                            value=finite(choice.get("value")),
+                            higher_is_better=higher_is_better(m) if m else None,
+                            detail=which,
+                            file=relative(summary_path),
+                        )
+                    )
 
     # ---------------------------------------------------------------- evaluation
 

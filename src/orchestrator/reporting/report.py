@@ -124,6 +124,7 @@ def build(res: Results, opts: Options = Options()) -> dict[str, Any]:
         "overview": overview,
         "comparison": cmp,
         "evolution": evo,
+        "choice": compare.checkpoint_choice(res),
         "gradients": compare.gradients(res),
         "recommendations": recs,
         "inference": inference,

@@ -92,7 +92,10 @@ class Evaluation(Strict):
     data_root: str | None = None  # default with prepare: the synthetic data it writes
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    wait_s: float = Field(600, ge=0)  # at the end of training: the longest wait for outstanding evaluations
+    wait_s: float = Field(600, ge=0)  # the longest wait for outstanding evaluations (end of training, lag)
+    # decide on checkpoint N exactly at epoch N + decision_lag (waiting there if its results are
+    # late): the stop epoch then depends on the scores only; None: as soon as they arrive
+    decision_lag: int | None = Field(None, ge=0)
     env: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' env (set from the spec's env)
 
 

@@ -42,7 +42,9 @@ class EvalOnSave:
         self.eval_experiment = paths.eval_experiment(experiment)
         self.monitors = es.enabled and es.metric.startswith("eval/")  # else: recorded, never stops
         metric = es.metric if self.monitors else "eval/mean"
-        self.state = HeldOutStopping(metric, es.mode, es.patience, es.min_delta, es.min_epochs, es.significance)
+        self.state = HeldOutStopping(
+            metric, es.mode, es.patience, es.min_delta, es.min_epochs, es.significance, ev.decision_lag
+        )
         self.not_submitted: dict[int, str] = {}  # this attempt's failed submits (a requeue tries again)
         self.wait: str | None = None
 
@@ -59,6 +61,10 @@ class EvalOnSave:
             self.state = HeldOutStopping.from_dict(state)
         for n in self.state.pending:
             self.submit(n)
+
+    def saved(self, epoch: int) -> None:
+        """Checkpoint `epoch` is about to be written: pending in its own trainer state."""
+        self.state.saved(epoch)
 
     def undecided(self) -> tuple[int, ...]:
         """Checkpoints retention must keep: their decision is not taken yet."""
@@ -102,19 +108,28 @@ class EvalOnSave:
         return results
 
     def poll(self, now: int) -> str | None:
-        """Consume what arrived; the stop reason once a held-out decision stops the arm."""
+        """Consume what arrived (with decision_lag: wait, at most wait_s, for what is due now);
+        the stop reason once a held-out decision stops the arm."""
+        self._consume(now)
+        start = time.monotonic()
+        while self.state.overdue(now) and time.monotonic() - start < self.cfg.evaluation.wait_s:
+            time.sleep(POLL_S)
+            self._consume(now)
+        return self.state.stop_reason if self.monitors else None
+
+    def _consume(self, now: int) -> None:
         for d in self.state.arrive(now, self.fetch):
             if d.improved and self.monitors:
                 checkpoint.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
-        return self.state.stop_reason if self.monitors else None
 
     def finish(self, now: int) -> None:
         """Wait for outstanding evaluations (at most evaluation.wait_s), consuming them."""
         start, limit = time.monotonic(), self.cfg.evaluation.wait_s
-        self.poll(now)
+        self.state.lag = None  # training is over: every result is due
+        self._consume(now)
         while self.state.pending and time.monotonic() - start < limit:
             time.sleep(POLL_S)
-            self.poll(now)
+            self._consume(now)
         took = time.monotonic() - start
         if not self.state.pending:
             self.wait = f"every evaluation arrived ({took:.0f}s after training ended)"

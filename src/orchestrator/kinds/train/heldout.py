@@ -15,6 +15,9 @@ waits for N's (patience counts evaluations, as early_stop.py counts validations)
   scores against the best checkpoint so far excludes zero in the right direction.
 - The stop decision is EarlyStopping's (min_epochs applies to the checkpoint's epoch); it is
   taken at epoch `now` >= N: `now - N` epochs ran past the decision point.
+- `lag` (evaluation.decision_lag) k: N's decision is taken exactly at epoch N + k, never earlier
+  (the trainer waits there for late results, eval_on_save.py), so where the arm stops is a pure
+  function of the results, not of when they arrived; None: as soon as they are in.
 - `to_dict` / `from_dict`: what a requeued arm restores, so it takes the same decisions (the
   results it consumed are part of its checkpointed state, not read again).
 """
@@ -53,9 +56,10 @@ class HeldOutStopping:
         min_delta: float = 0.0,
         min_epochs: int = 0,
         significance: bool = False,
+        lag: int | None = None,
     ) -> None:
         self.stopping = EarlyStopping(metric, mode, patience, min_delta, min_epochs)  # type: ignore[arg-type]
-        self.significance = significance
+        self.significance, self.lag = significance, lag
         self.pending: list[int] = []  # saved checkpoints (epochs) whose results are not consumed yet
         self.consumed: dict[int, dict[str, Any]] = {}  # epoch → what its results said, and when
         self.best_examples: dict[str, dict[str, float]] = {}  # the best checkpoint's per-example scores
@@ -70,11 +74,20 @@ class HeldOutStopping:
         if epoch not in self.pending and epoch not in self.consumed:
             self.pending = sorted([*self.pending, epoch])
 
+    def due(self, now: int) -> int | None:
+        """The first pending checkpoint whose decision may be taken at epoch `now`."""
+        if self.pending and (self.lag is None or self.pending[0] + self.lag <= now):
+            return self.pending[0]
+        return None
+
+    def overdue(self, now: int) -> bool:
+        """With a lag: a decision that must be taken now (the trainer waits for its results)."""
+        return self.lag is not None and self.due(now) is not None
+
     def arrive(self, now: int, fetch: Fetch) -> list[Decision]:
-        """Consume, in checkpoint order, every pending checkpoint whose results are in."""
+        """Consume, in checkpoint order, every due checkpoint whose results are in."""
         decisions = []
-        while self.pending:
-            n = self.pending[0]
+        while (n := self.due(now)) is not None:
             got = fetch(n)
             if got is None:
                 break
@@ -119,6 +132,7 @@ class HeldOutStopping:
         return {
             "stopping": self.stopping.to_dict(),
             "significance": self.significance,
+            "lag": self.lag,
             "pending": list(self.pending),
             "consumed": {str(k): v for k, v in self.consumed.items()},
             "best_examples": self.best_examples,
@@ -128,7 +142,7 @@ class HeldOutStopping:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeldOutStopping:
-        h = cls(significance=d["significance"])
+        h = cls(significance=d["significance"], lag=d.get("lag"))
         h.stopping = EarlyStopping.from_dict(d["stopping"])
         h.pending = list(d["pending"])
         h.consumed = {int(k): v for k, v in d["consumed"].items()}
