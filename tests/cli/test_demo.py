@@ -20,6 +20,7 @@ def test_demo_chain_through_slurm(cli, slurm_home):
         "## Overview",
         "## baseline vs pcgrad",
         "## Evolution",
+        "## Checkpoint choice",
         "## Gradient-conflict diagnostics",
         "## Recommendations",
     ):

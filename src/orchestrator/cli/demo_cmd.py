@@ -1,5 +1,6 @@
 """`orchestrate demo`: the whole chain on a tiny model, as a user would type it —
-train both arms (baseline vs PCGrad) → evaluate every checkpoint → report."""
+train both arms (baseline vs PCGrad), each checkpoint evaluated as it is saved → evaluate any
+checkpoint not yet evaluated (eval-evolution skips the others) → report."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     data_root = paths.run_dir(exp, "prepare") / "data"
     steps = [
         (
-            "1/3 train the tiny model, baseline and PCGrad arms",
+            "1/3 train the tiny model, baseline and PCGrad arms; each checkpoint evaluated when saved",
             [
                 [
                     "submit",
@@ -39,12 +40,18 @@ def run(args: argparse.Namespace) -> int:
                     "trainer.save_freq=4",
                     "--set",
                     "trainer.keep_last=5",
+                    # each checkpoint evaluated on the demo suite as it is saved, early stopping on
+                    # that score; the report compares the reward-best and held-out-best checkpoints
+                    "--set",
+                    "evaluation.every_save=true",
+                    "--set",
+                    "early_stopping.metric=eval/mean",
                 ],
                 ["wait", exp],
             ],
         ),
         (
-            "2/3 evaluate every checkpoint of both arms",
+            "2/3 evaluate any checkpoint not evaluated yet",
             [
                 [
                     "eval-evolution",
