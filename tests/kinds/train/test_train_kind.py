@@ -25,6 +25,7 @@ def test_shipped_specs_plan_two_arms():
         "min_epochs": 10,
         "patience": 3,
         "min_delta": 0.001,
+        "significance": False,
     }
     # one learner on a GPU per node; Ray's rollout actors get the other GPU, never the learner's
     assert stages[0].template_vars["ray_num_gpus"] == 1 and stages[0].template_vars["ray_learner_gpus"] == 1
@@ -113,3 +114,22 @@ def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
         "arm baseline: 1 learner(s) on a GPU each (FSDP2, bf16, CPU offload, gradient checkpointing); "
         "2 Ray rollout worker(s) (hf, 0.5 GPU / 4 CPU each)"
     ) in res.out
+
+
+def test_evaluation_every_save_in_the_tiny_preset():
+    """--set evaluation.every_save=true: the demo suite on prepare's val files, the spec's env for
+    the eval jobs; eval/... metrics need it, and name a domain or mean."""
+    spec = load_spec(
+        "mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/mean"], name="evx"
+    )
+    cfg = stages_of(spec)[1].units[0].args.config
+    ev = cfg["evaluation"]
+    assert ev["every_save"] is True and ev["suite"] == "demo" and ev["data_root"].endswith("evx/prepare/data")
+    assert ev["env"] == spec.env.model_dump(mode="json") and ev["resources"]["cpus_per_task"] == 1
+    assert "data_root" not in load_spec("mtl-comparison-tiny").arm_config("baseline").evaluation.model_dump(
+        exclude_none=True
+    )
+    with pytest.raises(SpecError, match="evaluation.every_save"):
+        load_spec("mtl-comparison-tiny", ["early_stopping.metric=eval/mean"])
+    with pytest.raises(SpecError, match="eval/mean or eval/<domain>/<metric>"):
+        load_spec("mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/copy"])

@@ -1,0 +1,75 @@
+"""Evaluate as you train: an arm's wall time with `evaluation.every_save` vs without, one run each.
+
+The tiny preset (both arms, same seed, same schedule) is trained twice: plain, then with every
+saved checkpoint submitted for evaluation on the demo suite. The trainer never waits for the
+evaluations; what it pays is the submit itself (printed per checkpoint) and, on a shared host, the
+CPU the evaluation jobs take. The arms' own `wall_time_s` (summary.json: training, without the
+final wait for outstanding evaluations) is compared; the ratio is printed, not asserted.
+
+    python benchmarks/bench_eval_on_save.py [--executor local|slurm] [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import ORCHESTRATE, timed
+
+
+def run(home: Path, name: str, executor: str, epochs: int, every_save: bool) -> dict[str, dict]:
+    env = dict(os.environ, ORCH_HOME=str(home))
+    sets = {
+        "trainer.epochs": epochs,
+        "trainer.save_freq": 2,
+        "trainer.test_freq": 2,
+        "early_stopping.enabled": "false",
+        "rollout.workers": 0,
+        "wandb.enabled": "false",
+        "evaluation.every_save": str(every_save).lower(),
+    }
+    args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+    timed([*ORCHESTRATE, "submit", "mtl-comparison-tiny", "--name", name, "--executor", executor, *args], env=env)
+    timed([*ORCHESTRATE, "wait", name, "--timeout", "3600"], env=env)
+    out = {}
+    for arm in ("baseline", "pcgrad"):
+        s = json.loads((home / "logs" / name / arm / "summary.json").read_text())
+        logs = "".join(p.read_text() for p in (home / "logs" / name / "_jobs" / arm).glob("*.out"))
+        submits = [float(x) for x in re.findall(r"evaluation submitted .*\[([\d.]+)s\]", logs)]
+        out[arm] = {"wall_s": s["wall_time_s"], "submits": submits, "wait": (s.get("evaluation") or {}).get("wait")}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--executor", choices=["local", "slurm"], default="slurm" if shutil.which("sbatch") else "local")
+    p.add_argument("--epochs", type=int, default=8)
+    a = p.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-evalsave-"))
+    tag = f"{os.getpid()}-{int(time.time())}"
+    plain = run(home, f"bench-plain-{tag}", a.executor, a.epochs, False)
+    evald = run(home, f"bench-evalsave-{tag}", a.executor, a.epochs, True)
+    print(f"evaluate-on-save benchmark ({a.executor} executor, tiny preset, {a.epochs} epochs, checkpoint every 2)")
+    ratios = []
+    for arm in plain:
+        r = evald[arm]["wall_s"] / plain[arm]["wall_s"]
+        ratios.append(r)
+        subs = evald[arm]["submits"]
+        print(
+            f"  {arm:9s} wall {plain[arm]['wall_s']:6.1f}s plain, {evald[arm]['wall_s']:6.1f}s with evaluation "
+            f"(ratio {r:.2f}); {len(subs)} submits, median {statistics.median(subs) if subs else 0:.2f}s each; "
+            f"final wait: {evald[arm]['wait']}"
+        )
+    print(f"ratio (with / without evaluation), mean over arms: {statistics.mean(ratios):.2f}")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
