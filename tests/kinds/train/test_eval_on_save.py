@@ -23,6 +23,7 @@ EPOCHS, LAG, MIN_DELTA = 10, 1, 0.05
 SETTINGS = {
     "evaluation.every_save": "true",
     "evaluation.decision_lag": str(LAG),  # deterministic stop epoch: decided at N + LAG
+    "evaluation.wait_s": "900",  # a loaded CI host: never decide without the results
     "early_stopping.metric": "eval/mean",
     "early_stopping.min_epochs": "2",
     "early_stopping.patience": "1",
@@ -90,8 +91,13 @@ def check_arm(exp: str, arm: str) -> dict:
 
 
 def check_registry(exp: str) -> None:
-    tasks = Registry().tasks(f"{exp}-eval")
-    assert tasks and {t.state for t in tasks} == {"COMPLETED"}, {t.run: (t.state, t.reason) for t in tasks}
+    tasks = wait_final(f"{exp}-eval", timeout=300, interval=2)  # refreshed: local units too
+    assert tasks and {t.state for t in tasks.values()} == {"COMPLETED"}, {
+        r: (t.state, t.reason) for r, t in tasks.items()
+    }
+    # one array per saved checkpoint (its tasks), never one job per unit
+    jobs = Registry().db.execute("SELECT n_tasks FROM jobs WHERE experiment = ?", (f"{exp}-eval",)).fetchall()
+    assert jobs and all(n == 2 for (n,) in jobs)
 
 
 def check_report(cli, exp: str) -> None:
@@ -115,7 +121,6 @@ def test_eval_on_save_on_slurm_with_requeue(cli, slurm_home):
     subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
     tasks = wait_final(exp, timeout=1500, interval=3)
     assert {t.state for t in tasks.values()} == {"COMPLETED"}, {r: (t.state, t.reason) for r, t in tasks.items()}
-    wait_final(f"{exp}-eval", timeout=300, interval=3)
     a, b = check_arm(exp, "baseline"), check_arm(exp, "pcgrad")
     assert b["resumed_from"] is not None
     same = ("stop_epoch", "stopped_early", "stop_reason", "best", "best_heldout", "best_reward")
