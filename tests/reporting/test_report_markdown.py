@@ -226,3 +226,28 @@ def test_report_says_not_enough_data_for_a_single_pair(orch_home):
     assert "| 1 | not enough data |" in md and "fewer than 6 paired examples in a task" in md
     assert any("Too few paired examples in d (other" in r for r in ctx["recommendations"])
     assert not any(r.startswith("Use other") for r in ctx["recommendations"])
+
+
+def test_checkpoint_choice_section(orch_home, tmp_path):
+    """An arm trained with evaluation.every_save names its reward-best and held-out-best
+    checkpoints: the section shows both, per-domain scores with CIs, and the paired verdict."""
+    import json
+
+    from orchestrator.core import paths
+
+    training_experiment("mtl")
+    f = paths.run_dir("mtl", "pcgrad") / paths.SUMMARY_FILE
+    s = json.loads(f.read_text())
+    s["best_reward"] = {"epoch": 1, "checkpoint": "epoch_1", "metric": "val/reward_mean", "value": 0.5}
+    s["best_heldout"] = {"epoch": 3, "checkpoint": "epoch_3", "metric": "eval/mean", "value": 0.56}
+    f.write_text(json.dumps(s))
+    res = collect("mtl")
+    choice = build(res)["choice"]
+    (arm,) = choice["arms"]
+    assert arm["arm"] == "pcgrad" and not arm["same"]
+    assert (arm["reward"]["checkpoint"], arm["heldout"]["checkpoint"]) == ("epoch_1", "epoch_3")
+    math = next(d for d in arm["domains"] if d["domain"] == "math")
+    assert math["mark"] == "improvement" and math["low"] > 0  # 0.39 -> 0.60 over 200 examples each
+    assert math["heldout"]["low"] < math["b"] < math["heldout"]["high"]
+    md = write_report(res, tmp_path / "r").read_text()
+    assert "\n## Checkpoint choice\n" in md and "reward-best: `epoch_1`" in md and "held-out-best: `epoch_3`" in md
