@@ -352,6 +352,8 @@ class PPOTrainer:
         stop_reason = self.early_stopping.reason if self.early_stopping.stopped_epoch and self.reward_stops else None
         if self.heldout is not None and self.heldout.monitors:  # a resumed arm that had stopped on it
             stop_reason = self.heldout.state.stop_reason
+        if self.cfg.evaluation.every_save:  # rank 0 alone holds the held-out state
+            stop_reason = distributed.broadcast_object(stop_reason, self.world)
         if self.epoch == 0 and t.val_before_train and self.resumed_from is None:
             val = self.validate()
             self.last_val = val
