@@ -138,6 +138,12 @@ class TrainSpec(BaseSpec):
                 f"checkpoints {paths.arm_checkpoints_dir(self.name, arm)}; {where}"
             )
             notes.append(f"arm {arm}: {self._layout(cfg)}")
+            if cfg.evaluation.every_save:
+                es = cfg.early_stopping
+                notes.append(
+                    f"arm {arm}: each checkpoint evaluated on suite {cfg.evaluation.suite} when saved "
+                    f"(experiment {paths.eval_experiment(self.name)}); early stopping on {es.metric}"
+                )
         return notes
 
     def _layout(self, cfg: TrainConfig) -> str:
