@@ -109,3 +109,16 @@ def test_pending_unit_leaves_pinned_checkpoints_to_their_own_units(orch_home):
     write_json_atomic(paths.eval_result("exp", "arm", "epoch_1", "t"), {"n": 1})
     _pin(2)  # its own unit is queued
     assert [c.name for c in resolve("exp", "arm", "pending", "t", "val/reward_mean")] == ["epoch_3"]
+
+
+def test_prune_keeps_checkpoints_awaiting_a_held_out_decision_and_best_moves_back(orch_home):
+    """The trainer's `keep` (pending held-out decisions) survives retention like a pin; set_best
+    points `best` at an earlier complete checkpoint (held-out scores arrive after the save)."""
+    for e in (1, 2, 3, 4):
+        _fake(e)
+    assert checkpoint.prune("exp", "arm", keep_last=1, keep=(2,)) == [1, 3]
+    assert checkpoint.epochs("exp", "arm") == [2, 4]
+    assert checkpoint.set_best("exp", "arm", "epoch_2") and checkpoint.best("exp", "arm").name == "epoch_2"
+    assert not checkpoint.set_best("exp", "arm", "epoch_3")  # gone: the pointer stays
+    assert checkpoint.prune("exp", "arm", keep_last=1) == []  # best and latest stay
+    assert checkpoint.best("exp", "arm").name == "epoch_2"
