@@ -9,7 +9,8 @@
 The trainer writes epoch_<N>/ under a hidden temporary name, fsyncs it, renames it into place,
 then replaces `best` (when validation improved) and `latest`; so a kill at any moment leaves the
 previous complete checkpoint as latest. Retention keeps the last `keep_last` epochs plus best,
-those the trainer awaits a held-out decision on (evaluation.every_save), plus every **pinned** checkpoint: an evaluation planned for a checkpoint pins it when submitted
+those the trainer awaits a held-out decision on (evaluation.every_save), plus every **pinned**
+checkpoint: an evaluation planned for a checkpoint pins it when submitted
 (`.pins/<checkpoint>/<eval experiment>__<run>.json`) and unpins it once its result is written. A pin
 is also released when its result exists or its unit ended (status file or registry) after the pin
 was made, so a failed or cancelled evaluation holds nothing; a later save then applies the keep
