@@ -80,9 +80,12 @@ def check_arm(exp: str, arm: str) -> dict:
     stop = hand_rule(exp, arm, saved)
     if stop is None:
         assert (s["stopped_early"], s["stop_epoch"], ev["decision"]) == (False, EPOCHS, None), s["stop_reason"]
+    elif stop + LAG > EPOCHS:  # due only after the last epoch: recorded, too late to stop
+        assert (s["stopped_early"], s["stop_epoch"]) == (False, EPOCHS) and ev["decision"]["after_training"]
     else:
         assert s["stopped_early"] and ev["decision"]["checkpoint_epoch"] == stop, (stop, ev["decision"])
-        assert s["stop_epoch"] == min(stop + LAG, EPOCHS) and ev["decision"]["epochs_past_decision"] == LAG
+        assert s["stop_epoch"] == stop + LAG and ev["decision"]["epochs_past_decision"] == LAG
+        assert ev["decision"]["after_training"] is False
     assert s["best_heldout"]["metric"] == "eval/mean" and s["best_reward"]["metric"] == "val/reward_mean"
     assert s["best"] == s["best_heldout"]
     assert checkpoint.best(exp, arm).name == s["best_heldout"]["checkpoint"]  # the pointer follows held-out

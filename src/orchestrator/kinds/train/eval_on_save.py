@@ -47,6 +47,7 @@ class EvalOnSave:
         )
         self.not_submitted: dict[int, str] = {}  # this attempt's failed submits (a requeue tries again)
         self.wait: str | None = None
+        self.decided_in_training = True  # False: the stop decision came in the final wait (too late to act)
 
     @classmethod
     def create(cls, cfg: TrainConfig, experiment: str, arm: str, main: bool) -> EvalOnSave | None:
@@ -126,6 +127,7 @@ class EvalOnSave:
         """Wait for outstanding evaluations (at most evaluation.wait_s), consuming them."""
         start, limit = time.monotonic(), self.cfg.evaluation.wait_s
         self.state.lag = None  # training is over: every result is due
+        self.decided_in_training = self.state.decided is not None
         self._consume(now)
         while self.state.pending and time.monotonic() - start < limit:
             time.sleep(POLL_S)
@@ -155,6 +157,7 @@ class EvalOnSave:
                 "checkpoint_epoch": s.decided,
                 "epoch": s.decided_at,
                 "epochs_past_decision": stop_epoch - s.decided,
+                "after_training": not self.decided_in_training,
             }
         best_reward = None
         if reward.best_epoch is not None:
