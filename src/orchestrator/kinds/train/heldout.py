@@ -106,8 +106,9 @@ class HeldOutStopping:
 
             pairs = [(self.best_examples[t], examples[t]) for t in sorted(examples) if t in self.best_examples]
             iv = paired_bootstrap(pairs)
-            better = iv is not None and iv.enough and (iv.low > 0 if self.stopping.mode == "max" else iv.high < 0)  # type: ignore[operator]
-            significant, interval = better, (None if iv is None else [iv.low, iv.high])
+            significant, interval = False, (None if iv is None else [iv.low, iv.high])
+            if iv is not None and iv.low is not None and iv.high is not None:  # enough pairs
+                significant = iv.low > 0 if self.stopping.mode == "max" else iv.high < 0
         d = self.stopping.update(n, {self.metric: value}, significant=significant)
         if d.improved:
             self.best_examples = examples
