@@ -55,3 +55,17 @@ def test_quantized_vllm_on_cpu_is_refused_with_the_way_out():
     assert check_quantization(m, "vllm", on_cpu=False) is None  # bitsandbytes in vLLM on GPUs
     assert check_quantization(m, "transformers", on_cpu=True) is None
     assert check_quantization(m.model_copy(update={"quantization": "none"}), "vllm", on_cpu=True) is None
+
+
+def test_server_command_gets_the_cpu_settings_unless_given(monkeypatch):
+    from orchestrator.generation.backends import vllm as backend
+
+    monkeypatch.delenv(BIND_ENV, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(backend, "cpu_build_installed", lambda: True)
+    cmd = ["py", "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--tensor-parallel-size", "2"]
+    got, env = backend.cpu_command([*cmd, "--dtype=bfloat16"])
+    assert got == [*cmd, "--dtype=bfloat16", "--kv-cache-memory-bytes", str(2**30), "--enforce-eager"]
+    assert env == {BIND_ENV: "0|1"}
+    monkeypatch.setattr(backend, "cpu_build_installed", lambda: False)
+    assert backend.cpu_command(cmd) == (cmd, {})  # the GPU build: as given

@@ -189,3 +189,37 @@ def shutdown(llm) -> None:
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     if core is not None:
         core.shutdown()
+
+
+CPU_FLAGS = {"kv_cache_memory_bytes": "--kv-cache-memory-bytes", "enforce_eager": "--enforce-eager", "dtype": "--dtype"}
+
+
+def cpu_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A vLLM server command line with the CPU engine settings added (flags the user gave win) and
+    the environment it needs; unchanged where the vLLM here is the GPU build."""
+    if not cpu_build_installed():
+        return argv, {}
+    tp = 1
+    for i, a in enumerate(argv):
+        if a in ("--tensor-parallel-size", "-tp") and i + 1 < len(argv):
+            tp = int(argv[i + 1])
+        elif a.startswith("--tensor-parallel-size="):
+            tp = int(a.split("=", 1)[1])
+    kwargs, env = cpu_engine(tp)
+    extra: list[str] = []
+    for key, flag in CPU_FLAGS.items():
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            continue
+        value = kwargs[key]
+        extra += [flag] if value is True else [flag, str(value)]
+    return argv + extra, env
+
+
+if __name__ == "__main__":
+    # python -m orchestrator.generation.backends.vllm CMD...: run a vLLM server command with the CPU
+    # settings (templates/judge_vllm.sh.j2); exec, so the caller's pid is the server's
+    import sys
+
+    cmd, cmd_env = cpu_command(sys.argv[1:])
+    print(f"vllm server: {' '.join(cmd)} {cmd_env or ''}", file=sys.stderr, flush=True)
+    os.execvpe(cmd[0], cmd, {**os.environ, **cmd_env})
