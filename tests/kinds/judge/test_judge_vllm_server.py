@@ -62,8 +62,7 @@ def test_judge_server_end_to_end(cli, spec_file, tmp_path, slurm_home, judge_mod
     summary = json.loads((run / paths.JUDGE_SUMMARY_FILE).read_text())
     assert len(judged) == 3 and summary["n"] == 3 and summary["calls"] >= 3  # graded by the server
     assert all(r["verdict"]["judge"] == "tiny-judge" and r["verdict"]["raw"] for r in judged)
-    job_id = t.job_id.split("_")[0]
-    port = 20000 + os.getpid() % 5000 + int(job_id) % 1000  # the job's own port
+    port = 20000 + os.getpid() % 5000 + int(t.scheduler_id.split("_")[0]) % 1000  # the job's own port
     assert f"judge server ready on http://127.0.0.1:{port}/v1" in out
     logs = list((slurm_home / "logs" / name / "_jobs").rglob("judge_server*"))
     assert logs and "--kv-cache-memory-bytes" in logs[0].read_text()  # started with the CPU settings
