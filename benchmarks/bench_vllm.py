@@ -53,11 +53,11 @@ def main() -> None:
     for tp in (1, 2):
         model = ModelConfig(name="bench", path=str(path), tensor_parallel_size=tp, max_length=512)
         backend = load_backend("vllm", model, kv_cache_gb=0.5)
-        ours = throughput(lambda: backend.generate(reqs), count)
+        ours = throughput(lambda b=backend: b.generate(reqs), count)
         if tp == 1:
             params = SamplingParams(max_tokens=args.max_new_tokens, temperature=0.0, logprobs=1)
             raw = throughput(
-                lambda: backend.llm.generate(prompts, params, use_tqdm=False),
+                lambda b=backend, p=params: b.llm.generate(prompts, p, use_tqdm=False),
                 lambda outs: sum(len(o.outputs[0].token_ids) for o in outs),
             )
             results["raw"] = raw
