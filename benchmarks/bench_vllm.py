@@ -26,6 +26,16 @@ def throughput(fn, tokens_of, repeats: int = 3) -> float:
     return best
 
 
+def interleaved(a, b, repeats: int) -> tuple[float, float]:
+    """Best tokens/s of two (fn, tokens_of) pairs run alternately, so load from other processes on
+    a shared machine hits both alike."""
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        for k, (fn, tokens_of) in enumerate((a, b)):
+            best[k] = max(best[k], throughput(fn, tokens_of, repeats=1))
+    return best[0], best[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
@@ -53,14 +63,16 @@ def main() -> None:
     for tp in (1, 2):
         model = ModelConfig(name="bench", path=str(path), tensor_parallel_size=tp, max_length=512)
         backend = load_backend("vllm", model, kv_cache_gb=0.5)
-        ours = throughput(lambda b=backend: b.generate(reqs), count)
+        ours_fn = (lambda b=backend: b.generate(reqs), count)
         if tp == 1:
             params = SamplingParams(max_tokens=args.max_new_tokens, temperature=0.0, logprobs=1)
-            raw = throughput(
+            raw_fn = (
                 lambda b=backend, p=params: b.llm.generate(prompts, p, use_tqdm=False),
                 lambda outs: sum(len(o.outputs[0].token_ids) for o in outs),
             )
-            results["raw"] = raw
+            ours, results["raw"] = interleaved(ours_fn, raw_fn, repeats=8)
+        else:
+            ours = throughput(*ours_fn)
         results[f"tp{tp}"] = ours
         backend.close()
 

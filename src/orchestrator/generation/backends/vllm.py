@@ -174,27 +174,33 @@ class VLLMBackend:
     def generate(self, requests: list[Request]) -> list[Generation]:
         from vllm import SamplingParams
 
-        params = [
-            SamplingParams(
-                max_tokens=r.max_new_tokens,
-                temperature=r.temperature,
-                top_p=r.top_p,
-                stop=list(r.stop) or None,
-                logprobs=1,
-                seed=r.seed,
-            )
-            for r in requests
-        ]
+        # one SamplingParams per distinct setting (usually one for the whole batch)
+        shared: dict[tuple, Any] = {}
+        for r in requests:
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed)
+            if key not in shared:
+                shared[key] = SamplingParams(
+                    max_tokens=r.max_new_tokens,
+                    temperature=r.temperature,
+                    top_p=r.top_p,
+                    stop=list(r.stop) or None,
+                    logprobs=1,
+                    seed=r.seed,
+                )
+        params = [shared[(r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed)] for r in requests]
         prompts = [r.prompt for r in requests]
         groups = [list(range(len(requests)))]
-        if self.cpu:
-            lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) + 1 for p in prompts]
+        if self.cpu and any(r.seed is not None for r in requests):  # only seeded requests have generators
+            lengths = [len(ids) + 1 for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
             groups = prefill_groups(lengths, step_limits(self.llm))
-        outputs = [
-            out
-            for g in groups
-            for out in self.llm.generate([prompts[i] for i in g], [params[i] for i in g], use_tqdm=False)
-        ]
+        if len(groups) == 1 and len(shared) == 1:
+            outputs = self.llm.generate(prompts, params[0], use_tqdm=False)
+        else:
+            outputs = [
+                out
+                for g in groups
+                for out in self.llm.generate([prompts[i] for i in g], [params[i] for i in g], use_tqdm=False)
+            ]
         return [to_generation(r, out) for r, out in zip(requests, outputs)]
 
     def close(self) -> None:
