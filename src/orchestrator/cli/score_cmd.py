@@ -9,7 +9,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task",
         required=True,
-        help="task or scorer: coqa, qa (squad), boolq, medqa (mcq), math, exact, weighted, module:function",
+        help="task or scorer: wattbot (CSV), coqa, qa (squad), boolq, medqa (mcq), math, exact, weighted, module:function",
     )
     p.add_argument(
         "--predictions",
@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         line += f", {result['predicted']} of them predicted (a missing prediction counts 0, as the official evaluator)"
     print(line)
     for name, value in result["metrics"].items():
-        print(f"  {name:<22} {value:.4f}" if isinstance(value, float) else f"  {name:<22} {value}")
+        ci = (result.get("ci") or {}).get(name)
+        ci_text = f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+        print(f"  {name:<22} {value:.4f}{ci_text}" if isinstance(value, float) else f"  {name:<22} {value}")
     if result["missing"]:
         shown = ", ".join(result["missing"][:5]) + (" ..." if len(result["missing"]) > 5 else "")
         print(f"  missing predictions: {len(result['missing'])} ({shown})")

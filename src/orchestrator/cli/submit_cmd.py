@@ -14,10 +14,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
     p.add_argument("--dry-run", action="store_true", help="show the plan and scripts; submit nothing")
     p.add_argument("--force", action="store_true", help="resubmit units that are pending, running or completed")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one example per model (= --set smoke=true; inference, sweep, rag) as experiment <name>-smoke, "
+        "so its runs never count as the full ones",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, args.overrides, args.name)
+    overrides, name = args.overrides, args.name
+    if args.smoke:
+        overrides = [*overrides, "smoke=true"]
+        name = name or f"{load_spec(args.spec, args.overrides).name}-smoke"
+    spec = load_spec(args.spec, overrides, name)
     executor = choose_executor(args.executor)
     if args.dry_run:
         registry = Registry() if paths.registry_file().exists() else None

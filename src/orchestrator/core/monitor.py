@@ -11,7 +11,19 @@ from pathlib import Path
 from orchestrator.core import paths
 from orchestrator.core.registry import Registry, Task
 from orchestrator.core.runner import missing_outputs, read_status
-from orchestrator.core.states import ACTIVE_STATES, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING, normalise
+from orchestrator.core.states import (
+    ACTIVE_STATES,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    FAILED_STATES,
+    FINAL_STATES,
+    NEVER_SATISFIED,
+    PENDING,
+    RUNNING,
+    dependency_reason,
+    normalise,
+)
 from orchestrator.executors import slurm
 from orchestrator.executors.local import pid_alive
 
@@ -31,15 +43,20 @@ def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
     need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
     acct = slurm.sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
     updates = {}
+    never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
     for t in tasks:
         new: dict = {}
-        if acct is not None and t.key in acct:
+        if t.key in live and normalise(live[t.key][0]) == PENDING and live[t.key][1] == NEVER_SATISFIED:
+            # submitted without --kill-on-invalid-dep (or SLURM kept it): it would wait forever
+            new = {"state": CANCELLED, "reason": NEVER_SATISFIED}
+            never.add(t.scheduler_id)
+        elif acct is not None and t.key in acct:
             state, code, nodes = acct[t.key]
             new = {"state": normalise(state), "exit_code": code, "node": nodes or None}
         elif t.key in live:
             state, reason, nodes = live[t.key]
             new = {"state": normalise(state), "node": nodes or None}
-            if new["state"] == PENDING and reason not in ("None", ""):
+            if (new["state"] == PENDING and reason not in ("None", "")) or reason == NEVER_SATISFIED:
                 new["reason"] = reason
             if new["state"] in FINAL_STATES:
                 new.update({k: v for k, v in _from_status(t).items() if k != "state"})
@@ -50,7 +67,11 @@ def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
                 "state": FAILED,
                 "reason": "left the queue without accounting record or final status file (killed before it started?)",
             }
+        if acct is not None and t.key in acct and t.key in live and live[t.key][1] == NEVER_SATISFIED:
+            new["reason"] = NEVER_SATISFIED  # sacct has the state, squeue why (named below)
         updates[(t.job, t.task)] = new
+    for job in sorted(never):  # end it, so the queue and the registry agree
+        slurm.cancel(job)
     return updates
 
 
@@ -68,8 +89,9 @@ def _local_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
     return updates
 
 
-def refresh(registry: Registry, experiment: str | None = None) -> list[Task]:
-    """Bring every open task of `experiment` (or all) up to date; return all latest tasks."""
+def refresh(registry: Registry, experiment: str | None = None, seen: set[str] | None = None) -> list[Task]:
+    """Bring every open task of `experiment` (or all) up to date; return all latest tasks.
+    `seen`: experiments refreshed already in this pass (upstreams of cancelled units)."""
     open_tasks = registry.tasks(experiment, only_open=True)
     updates: dict = {}
     slurm = [t for t in open_tasks if t.executor == "slurm"]
@@ -95,7 +117,45 @@ def refresh(registry: Registry, experiment: str | None = None) -> list[Task]:
                 setattr(t, k, v)
     if changes:
         registry.update_tasks(changes)
+    named = _name_upstream(registry, [t for t, _ in changes], seen or set())
+    if named:
+        registry.update_tasks(named)
     return registry.tasks(experiment)
+
+
+def _upstream(registry: Registry, t: Task, ref: str) -> list[Task]:
+    """The units a dependency `ref` of `t` stands for: a job id or key (slurm), a run (local)."""
+    if t.executor == "slurm":
+        return registry.find_job(ref)
+    exp, _, run = ref.rpartition("/")
+    return [u for u in registry.tasks(exp or t.experiment) if u.run == run]
+
+
+def _name_upstream(registry: Registry, changed: list[Task], seen: set[str]) -> list[tuple[Task, dict]]:
+    """Reasons for units cancelled because a dependency failed, naming the upstream unit (which
+    may belong to another experiment, refreshed here once so its state is current)."""
+    out = []
+    for t in changed:
+        if t.state != CANCELLED or not t.depends_on or (t.reason and t.reason != NEVER_SATISFIED):
+            continue
+        upstream = []
+        for ref in t.depends_on:
+            ups = _upstream(registry, t, ref)
+            stale = {u.experiment for u in ups if not u.final} - seen - {t.experiment}
+            for exp in stale:
+                seen.add(exp)
+                refresh(registry, exp, seen)
+            upstream += [u for u in (_upstream(registry, t, ref) if stale else ups) if u.state in FAILED_STATES]
+        if upstream:
+            u = upstream[0]
+            reason = dependency_reason(f"{u.experiment}/{u.run} (job {u.key})", u.state)
+        elif t.reason == NEVER_SATISFIED:
+            reason = dependency_reason(f"job {', '.join(t.depends_on)}", None)
+        else:
+            continue  # cancelled with its dependencies intact: by a user
+        t.reason = reason
+        out.append((t, {"reason": reason}))
+    return out
 
 
 def log_tail(task: Task, lines: int = 20) -> str:

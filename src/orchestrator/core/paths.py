@@ -7,7 +7,7 @@ Layout under ORCH_HOME (default: the repository root, or the current directory):
     logs/<experiment>/_jobs/<stage>/          one submission: scripts, scheduler logs, pickles
     logs/<experiment>/.submit.lock            serialises submissions of one experiment
     logs/<experiment>/<arm>/                  a training arm: metrics.jsonl, summary.json
-    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints (with `latest`, `best`)
+    checkpoints/<experiment>/<arm>/epoch_<N>/ training checkpoints (with `latest`, `best`, `.pins/`)
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def ray_temp_root() -> Path:
 # Checkpoints (docs/architecture.md, "Checkpoints"; the reader is kinds/train/checkpoint.py):
 #   checkpoints/<experiment>/<arm>/epoch_<N>/      HF files, trainer_state.pt, meta.json (last)
 #   checkpoints/<experiment>/<arm>/latest, best    text files naming an epoch_<N> directory
-#   checkpoints/<experiment>/<arm>/.epoch_<N>.*    a checkpoint being written or replaced
+#   checkpoints/<experiment>/<arm>/.epoch_<N>.*    a checkpoint being written, replaced or deleted
+#   checkpoints/<experiment>/<arm>/.pins/, .lock   evaluations holding a checkpoint (retention skips it)
 CHECKPOINT_META = "meta.json"
 CHECKPOINT_STATE = "trainer_state.pt"
 CHECKPOINT_LATEST = "latest"
@@ -169,6 +170,21 @@ def checkpoint_scratch(final: Path, purpose: str) -> Path:
     """Hidden sibling of a checkpoint directory ("tmp": being written, "old": being replaced),
     one per process; retention deletes what a killed writer left (CHECKPOINT_SCRATCH_GLOB)."""
     return final.parent / f".{final.name}.{purpose}-{os.getpid()}"
+
+
+def checkpoint_lock(experiment: str, arm: str) -> Path:
+    """Held while retention decides what to delete, and while an evaluation pins a checkpoint."""
+    return arm_checkpoints_dir(experiment, arm) / ".lock"
+
+
+def checkpoint_pin(experiment: str, arm: str, checkpoint: str, holder: str, run: str) -> Path:
+    """checkpoints/<experiment>/<arm>/.pins/<checkpoint>/<holder>__<run>.json: unit `run` of
+    experiment `holder` (an evaluation) still needs `checkpoint`; retention keeps it meanwhile."""
+    return checkpoint_pins_dir(experiment, arm) / checkpoint / f"{holder}__{run}.json"
+
+
+def checkpoint_pins_dir(experiment: str, arm: str) -> Path:
+    return arm_checkpoints_dir(experiment, arm) / ".pins"
 
 
 def latest_checkpoint_file(experiment: str, arm: str) -> Path:
@@ -243,3 +259,19 @@ def eval_dir(experiment: str) -> Path:
 def report_dir(experiment: str) -> Path:
     """logs/<experiment>/report/: report.md, its plots, and the results table (CSV/JSON)."""
     return experiment_dir(experiment) / "report"
+
+
+# RAG (kinds/rag): indexes are shared by every experiment (keyed by a content hash), and each
+# answering run writes the WattBot files beside the usual predictions/results/summary.
+RAG_SUBMISSION_FILE = "submission.csv"
+RAG_INDEX_INFO_FILE = "index.json"
+
+
+def rag_index_dir(key: str) -> Path:
+    """ORCH_HOME/indexes/<key>/: one (corpus, chunking, embedder) index, reused while unchanged."""
+    return home() / "indexes" / key
+
+
+def rag_run(model: str, config: str) -> str:
+    """Run name of one model × retrieval configuration: logs/<exp>/<model>__<config>/."""
+    return f"{model}__{config}"

@@ -54,6 +54,8 @@ class Task:
     stage: str
     folder: str
     n_tasks: int
+    depends_on: list[str]  # what its job waits for: job ids / keys (slurm), runs (local)
+    submitted: float  # when its job was submitted (time.time())
 
     @property
     def key(self) -> str:
@@ -126,7 +128,8 @@ class Registry:
         return job
 
     _TASKS = (
-        "SELECT t.*, j.scheduler_id, j.executor, j.stage, j.folder, j.n_tasks FROM tasks t JOIN jobs j ON j.id = t.job"
+        "SELECT t.*, j.scheduler_id, j.executor, j.stage, j.folder, j.n_tasks, j.depends_on, j.submitted"
+        " FROM tasks t JOIN jobs j ON j.id = t.job"
     )
 
     def tasks(self, experiment: str | None = None, only_open: bool = False, latest: bool = True) -> list[Task]:
@@ -173,5 +176,6 @@ class Registry:
     def _task(r: sqlite3.Row) -> Task:
         d = dict(r)
         d["outputs"] = json.loads(d["outputs"])
+        d["depends_on"] = [x for x in (d["depends_on"] or "").split(",") if x]
         d.pop("updated", None)
         return Task(**d)

@@ -82,8 +82,9 @@ def directives(experiment: str, stage: Stage, n_units: int, folder: Path) -> lis
     opts.append(("open-mode", "append"))
     if stage.checkpointable:
         opts.append(("signal", f"USR2@{SIGNAL_DELAY_S}"))
-    if stage.after:
-        opts.append(("kill-on-invalid-dep", "yes"))  # a failed dependency cancels, never hangs
+    if stage.after or stage.after_runs:
+        # a failed dependency, in this experiment or another, cancels the job: it never hangs
+        opts.append(("kill-on-invalid-dep", "yes"))
     for flag, value in sorted(r.sbatch.items()):
         if value is not False:
             opts.append((flag, value))

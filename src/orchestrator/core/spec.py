@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "sweep": "orchestrator.kinds.inference.spec:SweepSpec",
     "eval": "orchestrator.kinds.eval.spec:EvalSpec",
     "train": "orchestrator.kinds.train.spec:TrainSpec",
+    "rag": "orchestrator.kinds.rag.spec:RagSpec",
 }
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # experiment/stage/run names become path parts

@@ -27,3 +27,12 @@ def normalise(slurm_state: str) -> str:
     a state we do not know counts as PENDING, so it is asked about again rather than closed."""
     word = slurm_state.split()[0].rstrip("+") if slurm_state.strip() else ""
     return SLURM_STATES.get(word, PENDING)
+
+
+# squeue's reason for a job whose dependency can never be satisfied (an upstream unit failed).
+NEVER_SATISFIED = "DependencyNeverSatisfied"
+
+
+def dependency_reason(upstream: str, state: str | None) -> str:
+    """Why a unit was cancelled: the upstream unit ("<experiment>/<run> (job <key>)") that did not complete."""
+    return f"dependency never satisfied: {upstream} ended {state or 'without completing'}"

@@ -24,7 +24,7 @@ from orchestrator.core.files import write_json_atomic
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.registry import Registry
 from orchestrator.core.runner import read_status, run_unit
-from orchestrator.core.states import CANCELLED, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING
+from orchestrator.core.states import CANCELLED, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING, dependency_reason
 
 
 def submit_stage(experiment: str, stage: Stage, units: list[Unit], deps: list[str]) -> str:
@@ -105,12 +105,14 @@ def local_run_state(experiment: str, run: str, registry: Registry | None = None)
 def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> bool:
     """afterok: wait until the runs we depend on end; if one did not complete, mark our units
     CANCELLED (as SLURM's kill-on-invalid-dep does)."""
+    refs = [r if "/" in r else f"{experiment}/{r}" for r in runs]
     while True:
-        states = [local_run_state(*(r.split("/", 1) if "/" in r else (experiment, r))) for r in runs]
+        states = [local_run_state(r.split("/", 1)[0], r.split("/", 1)[1]) for r in refs]
         if all(s == COMPLETED for s in states):
             return True
-        bad = [r for r, s in zip(runs, states) if s not in (PENDING, RUNNING, COMPLETED)]
+        bad = [(r, s) for r, s in zip(refs, states) if s not in (PENDING, RUNNING, COMPLETED)]
         if bad:
+            reason = "; ".join(dependency_reason(r, s) for r, s in bad)
             for u in units:
                 write_json_atomic(
                     paths.status_file(experiment, u.run),
@@ -119,7 +121,7 @@ def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> boo
                         "run": u.run,
                         "state": CANCELLED,
                         "exit_code": None,
-                        "reason": f"dependency did not complete: {', '.join(bad)}",
+                        "reason": reason,
                         "ended": time.time(),
                     },
                 )

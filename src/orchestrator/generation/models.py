@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
@@ -41,6 +41,34 @@ class GenerationDefaults(BaseModel):
     stop: tuple[str, ...] = ()
 
 
+class ApiEndpoint(BaseModel):
+    """An OpenAI-compatible endpoint (OpenRouter, OpenAI, a vLLM server): `backend: openai`.
+    The key is read in the job from the variable `api_key_env` names; it is never in a config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(min_length=1)  # e.g. https://openrouter.ai/api/v1
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    key_required: bool = True  # False: a server of our own that asks for none
+    concurrency: int = Field(8, ge=1)  # requests in flight at once
+    max_attempts: int = Field(6, ge=1)  # per request, on 429/5xx/connection errors
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class Price(BaseModel):
+    """USD per million tokens (a local model's price is 0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
 class ModelConfig(BaseModel):
     """One model. Only `name` and `path` are required: `ModelConfig(name="epoch_3", path="/x/epoch_3")`."""
 
@@ -56,7 +84,9 @@ class ModelConfig(BaseModel):
     max_length: int = Field(4096, ge=1)
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
     chat_template: bool = True  # wrap prompts with the tokenizer's chat template when it has one
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    api: ApiEndpoint | None = None  # backend openai: where and how to call; `path` is the API's model id
+    price: Price = Field(default_factory=Price)
     trust_remote_code: bool = False
     kv_margin: float = Field(0.2, ge=0.0)  # fraction of weight memory kept for KV cache + activations
     phase: int | None = None  # sweep grouping (e.g. size phase 1/2/3); informational
@@ -77,8 +107,21 @@ class ModelConfig(BaseModel):
         weights = self.params_b * self.bytes_per_param  # 1e9 params × bytes = GB
         return weights * (1.0 + self.kv_margin) + 1.0
 
+    @model_validator(mode="after")
+    def _api(self) -> ModelConfig:
+        if self.remote and self.api is None:
+            raise ValueError("backend openai needs `api: {base_url: ..., api_key_env: ...}`")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return self.backend == "openai"
+
     def gpus_needed(self, gpu_memory_gb: float) -> int:
-        """GPUs for one job: enough memory for the estimate, at least tensor_parallel_size."""
+        """GPUs for one job: enough memory for the estimate, at least tensor_parallel_size (an
+        API model: none)."""
+        if self.remote:
+            return 0
         need = self.memory_gb()
         by_memory = 1 if need is None else max(1, math.ceil(need / gpu_memory_gb))
         return max(self.tensor_parallel_size, by_memory)

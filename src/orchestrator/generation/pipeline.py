@@ -115,6 +115,8 @@ def make_record(task: Task, model: str, ex: dict, gens: list[Generation], scored
         "completion_tokens": sum(g.completion_tokens for g in gens),
         "finish_reason": first.finish_reason,
     }
+    if first.error:
+        record["error"] = first.error
     if len(gens) > 1:
         record["samples"] = [
             {

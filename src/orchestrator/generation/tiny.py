@@ -86,3 +86,40 @@ def build_model(
 
 if __name__ == "__main__":
     print(build_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
+
+
+def build_encoder(path: str | Path, words: list[str], hidden: int = 64, layers: int = 1, seed: int = 0) -> Path:
+    """A tiny random-weight BERT sentence encoder (word-level tokenizer over `words`, lower-cased),
+    saved as a plain HF directory: `SentenceTransformer(path)` adds mean pooling to it."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys([*specials, *(w.lower() for w in words)]))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

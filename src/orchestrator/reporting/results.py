@@ -20,7 +20,7 @@ from pathlib import Path
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.reporting import read_runs
+from orchestrator.reporting import rag, read_runs
 from orchestrator.reporting.readers import Reader
 from orchestrator.reporting.table import COLUMNS, Example, Judged, Results, Row, row_order
 
@@ -51,6 +51,8 @@ def collect(experiment: str, refresh: bool = False) -> Results:
         for d in sorted(
             p for p in exp_dir.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")
         ):
+            if rag.is_rag_dir(d) or (d / paths.RAG_INDEX_INFO_FILE).exists():
+                continue  # kind rag: reporting/rag.py reads these
             if _is_training_dir(d):
                 reader.training(d)
             elif read_runs.is_judge_dir(d):

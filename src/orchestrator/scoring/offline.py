@@ -35,6 +35,7 @@ TASK_SCORERS = {
     "boolq": "boolq",
     "math": "math",
     "weighted": "weighted",
+    "wattbot": "wattbot",
 }
 
 
@@ -164,6 +165,21 @@ def _coqa_keys(records: list[dict]) -> dict[tuple[str, int], str]:
     return out
 
 
+def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
+    """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike): docs/wattbot.md."""
+    from orchestrator.scoring import wattbot
+
+    if gold is None:
+        raise UserError("--task wattbot needs --gold (the WattBot questions CSV with answers)")
+    try:
+        preds, golds = wattbot.read_rows(predictions), wattbot.read_rows(gold)
+        result = wattbot.score_rows(preds, golds)
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"wattbot scoring: {type(e).__name__}: {e} (rows need id, answer_value, ref_id)") from None
+    result.pop("per_question")
+    return result
+
+
 def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
     scorer = TASK_SCORERS.get(task, task)
     if scorer not in SCORERS and not is_ref(scorer):
@@ -171,6 +187,8 @@ def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[s
             f"--task {task!r}: no scorer for it; use one of {sorted(set(TASK_SCORERS) | set(SCORERS))} "
             "or module:function"
         )
+    if scorer == "wattbot":
+        return score_wattbot(predictions, gold)
     preds = read_any(predictions)
     gold_data = read_any(gold) if gold is not None else None
     if isinstance(preds, dict) and isinstance(preds.get("examples"), list):  # our results.json

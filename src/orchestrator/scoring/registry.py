@@ -29,7 +29,7 @@ from typing import Any
 
 from orchestrator.core.errors import UserError
 from orchestrator.core.refs import is_ref, load_ref
-from orchestrator.scoring import code_scorers, scorers
+from orchestrator.scoring import code_scorers, scorers, wattbot
 from orchestrator.scoring.weighted import weighted_score
 
 _EXTRAS = ("record", "timeout_s")
@@ -106,6 +106,7 @@ SCORERS: dict[str, Scorer] = {
         _builtin("mbpp", code_scorers.score_mbpp, "accuracy", needs_record=True),
         _builtin("livecodebench", code_scorers.score_livecodebench, "accuracy", needs_record=True),
         _builtin("weighted", weighted_score, "score", corpus=True),
+        _builtin("wattbot", wattbot.score_reply, "overall"),
     )
 }
 

@@ -10,7 +10,7 @@ from judge_data import prediction, read_jsonl, write_predictions
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.kinds.judge.client import backoff_delay
+from orchestrator.kinds.judge.client import backoff_delay  # the shared schedule, with the judge config
 from orchestrator.kinds.judge.config import JudgeConfig
 from orchestrator.kinds.judge.job import judge_run
 from orchestrator.kinds.judge.verdicts import domain_of, parse_verdict, tag

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from helpers import wait_final
 from orchestrator.core import paths
-from orchestrator.core.plan import Stage, Unit, UnitArgs
+from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import BaseSpec, Environment
 from orchestrator.core.submit import submit
@@ -22,10 +23,8 @@ from orchestrator.kinds.train.ray_cluster import ray_template_vars
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PROBE_DIR = Path(__file__).parent / "ray_jobs"
-
-
-class ProbeArgs(UnitArgs):
-    n: int
+sys.path.insert(0, str(PROBE_DIR))  # the job imports the driver (and its args) from there too
+from ray_probe import ProbeArgs  # noqa: E402
 
 
 class RayProbeSpec(BaseSpec):

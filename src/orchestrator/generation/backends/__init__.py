@@ -11,6 +11,7 @@ from orchestrator.generation.models import ModelConfig
 BACKENDS: dict[str, str] = {
     "transformers": "orchestrator.generation.backends.hf:TransformersBackend",
     "vllm": "orchestrator.generation.backends.vllm:VLLMBackend",
+    "openai": "orchestrator.generation.backends.openai_api:OpenAIBackend",
 }
 
 

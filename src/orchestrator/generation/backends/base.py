@@ -28,7 +28,8 @@ class Generation:
     token_logprobs: list[float] = field(default_factory=list)  # logprob of each generated token
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    finish_reason: str = "length"  # "stop" | "length"
+    finish_reason: str = "length"  # "stop" | "length" | "error" (an API call that never succeeded)
+    error: str | None = None  # why there is no text (API backends)
 
 
 def as_user_turn(tokenizer, prompt: str, use_chat_template: bool) -> str:

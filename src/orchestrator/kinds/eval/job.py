@@ -7,7 +7,7 @@ appended per batch to `<task>.jsonl` beside the result. A killed evaluation resu
 finished examples are not generated again. The result `<task>.json` is written atomically once
 every example is done. `checkpoint` is a directory name ("epoch_3"), or resolved when the job runs,
 after training ended: "final" (the arm's latest and best) or "pending" (every checkpoint of the arm
-without a result yet).
+without a result yet, except those pinned by a unit of their own).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig, safe_name
 from orchestrator.generation.task import Task
 from orchestrator.kinds.eval.suites import load_suite
-from orchestrator.kinds.train.checkpoint import read_arm
+from orchestrator.kinds.train.checkpoint import pinned, read_arm, unpin
 from orchestrator.scoring.sandbox import pass_at_k
 
 ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
@@ -59,8 +59,13 @@ def resolve(train_experiment: str, arm: str, checkpoint: str, task: str, best_me
     by_name = {c.name: c for c in found.complete}
     if checkpoint == "final":
         chosen = [c for c in (found.latest, found.best) if c is not None]
-    elif checkpoint == "pending":
-        chosen = [c for c in found.complete if not paths.eval_result(train_experiment, arm, c.name, task).exists()]
+    elif checkpoint == "pending":  # a pinned one is its own unit's (queued or running): not twice
+        held = pinned(train_experiment, arm)
+        chosen = [
+            c
+            for c in found.complete
+            if c.name not in held and not paths.eval_result(train_experiment, arm, c.name, task).exists()
+        ]
     elif checkpoint in by_name:
         chosen = [by_name[checkpoint]]
     else:
@@ -122,6 +127,7 @@ def evaluate_checkpoint(
         }
         result["wall_time_s"] = time.time() - started
         write_json_atomic(paths.eval_result(train_experiment, arm, ckpt.name, task), result)
+        unpin(train_experiment, arm, ckpt.name, experiment, Path(run_dir).name)  # retention may delete it now
         print(
             f"{arm}/{ckpt.name}/{task}: {result['primary_metric']} = {result['metrics'][result['primary_metric']]:.4f} "
             f"(n={result['n']})",

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
@@ -29,6 +29,11 @@ from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, deep_merge
 from orchestrator.kinds.eval.discover import Arm, discover
 from orchestrator.kinds.eval.job import ENTRY, EvalArgs
 from orchestrator.kinds.eval.suites import load_suite
+from orchestrator.kinds.train import checkpoint as checkpoints
+
+
+class CheckpointGone(UserError):
+    """Retention deleted a checkpoint between planning and pinning it: plan again."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class EvalSpec(BaseSpec):
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1)  # examples per task (quick looks)
     best_metric: str = "val/reward_mean"  # meta.json metric that picks the best checkpoint
+    _planned: Evaluation | None = PrivateAttr(default=None)  # the plan submit made
+    _pins: list[tuple[str, str, str]] = PrivateAttr(default_factory=list)  # (arm, checkpoint, run) pinned here
 
     def model_post_init(self, __context: Any) -> None:
         if not self.name:
@@ -63,7 +70,37 @@ class EvalSpec(BaseSpec):
     # ---------------------------------------------------------------- planning
 
     def plan(self) -> list[Stage]:
-        return self.evaluation().stages
+        self._planned = self.evaluation()
+        return self._planned.stages
+
+    def check_submit(self) -> None:
+        """Pin every checkpoint the plan evaluates, so the trainer's retention keeps it until its
+        evaluation has finished (kinds/train/checkpoint.py). CheckpointGone (nothing pinned) when
+        retention deleted one since it was planned."""
+        ev = self._planned or self.evaluation()
+        gone = []
+        for stage in ev.stages:
+            for u in stage.units:
+                a = u.args
+                if not isinstance(a, EvalArgs) or a.checkpoint in ("final", "pending"):
+                    continue  # resolved after training: latest and best are never deleted
+                result = paths.eval_result(self.experiment, a.arm, a.checkpoint, a.task)
+                done = checkpoints.pin(self.experiment, a.arm, a.checkpoint, self.name, u.run, result)
+                if done == "new":
+                    self._pins.append((a.arm, a.checkpoint, u.run))
+                elif done == "gone":
+                    gone.append(f"{a.arm}/{a.checkpoint}")
+        if gone:
+            self.release_pins()
+            raise CheckpointGone(
+                f"{self.experiment}: retention deleted {', '.join(sorted(set(gone)))} while the evaluation was planned"
+            )
+
+    def release_pins(self) -> None:
+        """Undo this submit's pins (it failed: nothing of it runs)."""
+        for arm, ckpt, run in self._pins:
+            checkpoints.unpin(self.experiment, arm, ckpt, self.name, run)
+        self._pins.clear()
 
     def evaluation(self) -> Evaluation:
         """Discovery and the plan, computed afresh from the spec and the files it reads."""
@@ -142,10 +179,12 @@ class EvalSpec(BaseSpec):
             names = [c.name for c in arm.checkpoints]
             if not arm.training:
                 return names, ""
-            # more checkpoints are coming: evaluate them once training ends
+            # more checkpoints are coming: evaluate those retention keeps once training ends
+            # (or those saved meanwhile with another eval-evolution call: they are pinned then)
             return names + ["pending"], (
                 f"{arm.name}: still training (job {arm.training}); its checkpoints written from "
-                "now on are evaluated after it ends"
+                "now on and kept by retention are evaluated after it ends (run eval-evolution again "
+                "to evaluate each one saved meanwhile)"
             )
         if arm.training:  # the latest and best are known only when training has ended
             return [

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.core.errors import UserError
+from orchestrator.generation.backends import retry
 from orchestrator.kinds.judge.config import BASE_URL_ENV, MODEL_ENV, JudgeConfig
 from orchestrator.kinds.judge.verdicts import Verdict, parse_verdict
 
@@ -48,30 +49,8 @@ class Stats:
 
 
 def backoff_delay(attempt: int, cfg: JudgeConfig, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): base·2^attempt capped at
-    backoff_max_s, with jitter in [d/2, d] so workers do not retry in lockstep; never shorter
-    than the server's Retry-After (itself capped)."""
-    d = min(cfg.backoff_max_s, cfg.backoff_base_s * (2**attempt))
-    d = d / 2 + rng.uniform(0, d / 2)
-    if retry_after is not None:
-        d = max(d, min(retry_after, cfg.backoff_max_s))
-    return d
-
-
-def _retry_after(exc: Exception) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except (TypeError, ValueError):  # an HTTP date: fall back to our own schedule
-        return None
-    return None
-
-
-def _short(e: Exception) -> str:
-    return str(e).replace("\n", " ")[:300]
+    """The shared schedule (generation/backends/retry.py) with the judge's base and cap."""
+    return retry.backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, retry_after, rng)
 
 
 def _show_gold(gold: Any) -> str:
@@ -114,20 +93,20 @@ async def ask_judge(client: Any, record: dict, cfg: JudgeConfig, stats: Stats, r
                 raw = reply.choices[0].message.content or ""
                 break
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
-                why, retry_after = f"{type(e).__name__}: {_short(e)}", _retry_after(e)
+                why, retry_after = f"{type(e).__name__}: {retry.short(e)}", retry.retry_after(e)
             except openai.APIStatusError as e:
                 if e.status_code in (401, 403, 404):
                     raise JudgeAbort(
-                        f"the judge endpoint answered {e.status_code} ({_short(e)}): check base_url, "
+                        f"the judge endpoint answered {e.status_code} ({retry.short(e)}): check base_url, "
                         f"model and the key in ${cfg.api_key_env}"
                     ) from None
                 if e.status_code < 500:
                     return Verdict(
-                        None, "", cfg.judge_name, attempts=attempts, error=f"HTTP {e.status_code}: {_short(e)}"
+                        None, "", cfg.judge_name, attempts=attempts, error=f"HTTP {e.status_code}: {retry.short(e)}"
                     )
-                why, retry_after = f"HTTP {e.status_code}: {_short(e)}", _retry_after(e)
+                why, retry_after = f"HTTP {e.status_code}: {retry.short(e)}", retry.retry_after(e)
             except (openai.APIResponseValidationError, AttributeError, IndexError, TypeError, ValueError) as e:
-                why = f"malformed reply: {type(e).__name__}: {_short(e)}"  # e.g. a broken body under load
+                why = f"malformed reply: {type(e).__name__}: {retry.short(e)}"  # e.g. a broken body under load
             if attempt + 1 < cfg.max_attempts:
                 delay = backoff_delay(attempt, cfg, retry_after, rng)
                 stats.retries += 1

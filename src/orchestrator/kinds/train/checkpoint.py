@@ -8,7 +8,13 @@
 
 The trainer writes epoch_<N>/ under a hidden temporary name, fsyncs it, renames it into place,
 then replaces `best` (when validation improved) and `latest`; so a kill at any moment leaves the
-previous complete checkpoint as latest. Retention keeps the last `keep_last` epochs plus best.
+previous complete checkpoint as latest. Retention keeps the last `keep_last` epochs plus best,
+plus every **pinned** checkpoint: an evaluation planned for a checkpoint pins it when submitted
+(`.pins/<checkpoint>/<eval experiment>__<run>.json`) and unpins it once its result is written. A pin
+is also released when its result exists or its unit ended (status file or registry) after the pin
+was made, so a failed or cancelled evaluation holds nothing; a later save then applies the keep
+policy. Pinning and retention take the arm's lock (`.lock`) and retention renames a checkpoint away
+before deleting it, so a checkpoint is either pinned while complete or gone before the pin.
 
 One definition of each, used by the trainer (resume, retention), discovery and evaluation:
 
@@ -35,14 +41,21 @@ One definition of each, used by the trainer (resume, retention), discovery and e
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.core import files, paths
 from orchestrator.core.errors import UserError
+from orchestrator.core.registry import Registry
+from orchestrator.core.runner import read_status
+from orchestrator.core.states import FINAL_STATES
 from orchestrator.scoring.metrics import METRICS
 
 
@@ -207,19 +220,97 @@ def save(
 
 
 def prune(experiment: str, arm: str, keep_last: int) -> list[int]:
-    """Delete checkpoints other than the last `keep_last`, the latest and the best; leftovers of
-    interrupted writes too. Returns the epochs deleted."""
+    """Delete checkpoints other than the last `keep_last`, the latest, the best and the pinned
+    ones; leftovers of interrupted writes too. Returns the epochs deleted."""
     root = paths.arm_checkpoints_dir(experiment, arm)
-    for p in root.glob(paths.CHECKPOINT_SCRATCH_GLOB):
+    with _locked(experiment, arm):
+        for p in root.glob(paths.CHECKPOINT_SCRATCH_GLOB):
+            shutil.rmtree(p, ignore_errors=True)
+        found = read_arm(experiment, arm)
+        held = pinned(experiment, arm)
+        keep = {c.epoch for c in found.complete[-keep_last:]}
+        keep |= {c.epoch for c in (found.latest, found.best) if c is not None}
+        keep |= {c.epoch for c in found.complete if c.name in held}
+        gone = [c for c in found.complete if c.epoch not in keep]
+        doomed = []
+        for c in gone:  # renamed under the lock: no longer complete, so no pin can take it now
+            doomed.append(paths.checkpoint_scratch(c.path, "old"))
+            os.replace(c.path, doomed[-1])
+    for p in doomed:
         shutil.rmtree(p, ignore_errors=True)
-    found = read_arm(experiment, arm)
-    keep = {c.epoch for c in found.complete[-keep_last:]}
-    keep |= {c.epoch for c in (found.latest, found.best) if c is not None}
-    gone = [c.epoch for c in found.complete if c.epoch not in keep]
-    for c in found.complete:
-        if c.epoch not in keep:
-            shutil.rmtree(c.path, ignore_errors=True)
-    return gone
+    return [c.epoch for c in gone]
+
+
+# ---------------------------------------------------------------------- pins (evaluation)
+
+
+@contextmanager
+def _locked(experiment: str, arm: str) -> Iterator[None]:
+    lock = paths.checkpoint_lock(experiment, arm)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def pin(experiment: str, arm: str, checkpoint: str, holder: str, run: str, result: Path) -> str:
+    """Keep `checkpoint` until unit `run` of experiment `holder` has written `result` or ended.
+    "new" (pinned now), "held" (an earlier submit's pin still holds it), or "gone" (nothing
+    pinned: the checkpoint is not complete any more)."""
+    with _locked(experiment, arm):
+        if read_checkpoint(arm, paths.arm_checkpoints_dir(experiment, arm) / checkpoint) is None:
+            return "gone"
+        f = paths.checkpoint_pin(experiment, arm, checkpoint, holder, run)
+        registry: list[Registry] = []
+        held = _held(f, registry)  # a held pin keeps its time (its unit is queued or running)
+        if not held:
+            files.write_json_atomic(
+                f, {"experiment": holder, "run": run, "result": str(result), "created": time.time()}
+            )
+        for r in registry:
+            r.close()
+    return "held" if held else "new"
+
+
+def unpin(experiment: str, arm: str, checkpoint: str, holder: str, run: str) -> None:
+    paths.checkpoint_pin(experiment, arm, checkpoint, holder, run).unlink(missing_ok=True)
+
+
+def pinned(experiment: str, arm: str) -> set[str]:
+    """Names of the arm's checkpoints an evaluation still holds; released pins are removed."""
+    held = set()
+    registry: list[Registry] = []  # opened only when a pin needs it
+    for f in sorted(paths.checkpoint_pins_dir(experiment, arm).glob("*/*.json")):
+        if _held(f, registry):
+            held.add(f.parent.name)
+        else:
+            f.unlink(missing_ok=True)
+    for r in registry:
+        r.close()
+    return held
+
+
+def _held(f: Path, registry: list[Registry]) -> bool:
+    """A pin holds until its result exists or its unit ended after the pin was made (an earlier
+    attempt's end says nothing about the one the pin is for)."""
+    try:
+        pin = files.read_json(f)
+    except (OSError, ValueError):
+        return False
+    if Path(pin["result"]).exists():
+        return False
+    status = read_status(pin["experiment"], pin["run"]) or {}
+    if status.get("state") in FINAL_STATES and (status.get("ended") or 0) >= pin["created"]:
+        return False
+    if not paths.registry_file().exists():
+        return True
+    if not registry:
+        registry.append(Registry())
+    tasks = [t for t in registry[0].tasks(pin["experiment"]) if t.run == pin["run"]]
+    return not (tasks and tasks[0].final and tasks[0].submitted >= pin["created"])
 
 
 def load_state(directory: Path) -> tuple[dict, dict]:

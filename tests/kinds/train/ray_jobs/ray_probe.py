@@ -8,6 +8,12 @@ import os
 import time
 from pathlib import Path
 
+from orchestrator.core.plan import UnitArgs
+
+
+class ProbeArgs(UnitArgs):
+    n: int  # actors to place
+
 
 class Where:
     def slurm_node(self) -> str:
