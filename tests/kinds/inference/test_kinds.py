@@ -14,14 +14,14 @@ from orchestrator.core.spec import load_spec
 
 FIX = FIXTURES / "inference"
 NINE = {
-    "qwen2.5-1.5b": 1,
-    "llama-3.2-1b": 1,
-    "deepseek-r1-distill-qwen-1.5b": 1,
-    "llama-3.1-8b": 1,
-    "qwen2.5-7b": 1,
-    "mistral-7b": 1,
+    "llama-3.2-1b-8bit": 1,
+    "qwen2.5-1.5b-8bit": 1,
+    "mistral-7b-v0.3-8bit": 1,
+    "llama-3.1-8b-fp16": 1,
+    "qwen3-8b": 1,
+    "mistral-7b-instruct-v0.3": 1,
     "llama-3.1-70b": 4,
-    "qwen2.5-72b": 4,
+    "qwen2.5-72b-4bit": 4,
     "mistral-large-2407": 4,
 }
 
@@ -49,9 +49,9 @@ def test_sweep_skips_models_that_cannot_fit_with_a_reason(cli, orch_home):
     assert "skipping mistral-large-2407" in res.err and "needs 5 GPUs of 16 GB; at most 4" in res.err
     gpus = gpus_by_run(load_spec("coqa-sweep", ["gpu_memory_gb=16"]))
     assert "mistral-large-2407__coqa" not in gpus and len(gpus) == 8
-    assert gpus["llama-3.1-8b__coqa"] == 2 and gpus["llama-3.1-70b__coqa"] == 4  # 20 GB → 2 × 16 GB
-    # 16 GB GPUs: the bf16 7–8B models need 2 (one array), the 8-bit 7B and 1–1.5B ones 1 (another)
-    assert "stage infer-2gpu: submit array of 2" in res.out and "stage infer-1gpu: submit array of 4" in res.out
+    assert gpus["llama-3.1-8b-fp16__coqa"] == 2 and gpus["llama-3.1-70b__coqa"] == 4  # 20 GB → 2 × 16 GB
+    # 16 GB GPUs: the fp16 7–8B models need 2 (one array), the 8-bit 1–7B ones 1 (another)
+    assert "stage infer-2gpu: submit array of 3" in res.out and "stage infer-1gpu: submit array of 3" in res.out
 
 
 def test_inference_kind_refuses_a_model_that_cannot_fit(cli, spec_file):
@@ -65,14 +65,14 @@ def test_inference_kind_refuses_a_model_that_cannot_fit(cli, spec_file):
 
 
 def test_options_are_spec_keys_overridable_with_set(orch_home):
-    spec = load_spec("coqa-sweep", ["only_models=[qwen2.5-1.5b, llama-3.1-70b]", "limit=5", "smoke=true"])
+    spec = load_spec("coqa-sweep", ["only_models=[qwen2.5-1.5b-8bit, llama-3.1-70b]", "limit=5", "smoke=true"])
     units = [u for s in stages_of(spec) for u in s.units]
-    assert sorted(u.run for u in units) == ["llama-3.1-70b__coqa", "qwen2.5-1.5b__coqa"]
+    assert sorted(u.run for u in units) == ["llama-3.1-70b__coqa", "qwen2.5-1.5b-8bit__coqa"]
     assert all(u.args.limit == 5 and u.args.smoke is True for u in units)
-    done = orch_home / "logs" / "coqa-sweep" / "qwen2.5-1.5b__coqa"
+    done = orch_home / "logs" / "coqa-sweep" / "qwen2.5-1.5b-8bit__coqa"
     done.mkdir(parents=True)
     (done / "summary.json").write_text("{}")
-    spec = load_spec("coqa-sweep", ["only_models=[qwen2.5-1.5b, llama-3.1-70b]", "skip_existing=true"])
+    spec = load_spec("coqa-sweep", ["only_models=[qwen2.5-1.5b-8bit, llama-3.1-70b]", "skip_existing=true"])
     assert [u.run for s in stages_of(spec) for u in s.units] == ["llama-3.1-70b__coqa"]
 
 

@@ -3,8 +3,9 @@
     backend = load_backend("transformers", ModelConfig(name="m", path="/x/m"), batch_size=16)
     gens = backend.generate([Request(id="0", prompt="Q: 2+2?\nA:", max_new_tokens=8, stop=("\n",))])
 
-On GPU: `device_map="auto"` spreads a model over the visible GPUs, and 8-/4-bit models load
-through bitsandbytes (an optional extra; GPU only). On CPU (tests) it runs in float32.
+On GPU: `device_map="auto"` spreads a model over the visible GPUs. On CPU (tests) it runs in
+float32. 8-/4-bit models (`quantization: 8bit | 4bit`) load through bitsandbytes (the extra
+`orchestrator[quant]`) on either: bitsandbytes >= 0.45 has CPU kernels (with accelerate).
 Requests with the same sampling settings are batched together; outputs come back in order.
 """
 
@@ -16,6 +17,17 @@ from typing import Any
 from orchestrator.core.errors import UserError
 from orchestrator.generation.backends.base import Generation, Request, as_user_turn
 from orchestrator.generation.models import ModelConfig
+
+
+def _require_bitsandbytes(model: ModelConfig) -> None:
+    import importlib.util
+
+    missing = [m for m in ("bitsandbytes", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"model {model.name}: {model.quantization} quantization needs {' and '.join(missing)}: "
+            "pip install 'orchestrator[quant]'"
+        )
 
 
 class TransformersBackend:
@@ -45,11 +57,6 @@ class TransformersBackend:
             device = "cuda" if cuda else "cpu"
         if device.startswith("cuda") and not cuda:
             raise UserError(f"model {model.name}: device {device!r} asked for but no CUDA GPU is visible")
-        if model.quantization != "none" and not device.startswith("cuda"):
-            raise UserError(
-                f"model {model.name}: {model.quantization} quantization (bitsandbytes) needs a GPU; "
-                "use quantization: none on CPU"
-            )
         started = time.perf_counter()
         tok = AutoTokenizer.from_pretrained(model.path, padding_side="left", trust_remote_code=model.trust_remote_code)
         if tok.pad_token is None:  # many causal LMs ship without one; eos pads (masked anyway)
@@ -63,14 +70,19 @@ class TransformersBackend:
         if model.quantization != "none":
             from transformers import BitsAndBytesConfig
 
-            compute = torch.bfloat16 if model.dtype in ("auto", "bfloat16") else getattr(torch, model.dtype)
+            _require_bitsandbytes(model)
+            if device == "cpu":
+                kwargs["device_map"] = "cpu"  # bitsandbytes places the quantized weights itself
+                compute = torch.float32
+            else:
+                compute = torch.bfloat16 if model.dtype in ("auto", "bfloat16") else getattr(torch, model.dtype)
             kwargs["quantization_config"] = (
                 BitsAndBytesConfig(load_in_8bit=True)
                 if model.quantization == "8bit"
                 else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
             )
         lm = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
-        if device == "cpu":
+        if device == "cpu" and model.quantization == "none":  # quantized models refuse .to()
             lm = lm.to("cpu")
         lm.eval()
         self.tokenizer, self.model, self.device = tok, lm, device

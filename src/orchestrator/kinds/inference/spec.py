@@ -108,6 +108,20 @@ class InferenceSpec(BaseSpec):
     def gpus_for(self, model) -> int:
         return 0 if self.device == "cpu" else model.gpus_needed(self.gpu_memory_gb)
 
+    def check_submit(self) -> None:
+        """Quantized models on vLLM: refused when the job runs on CPU (device: cpu, or the vLLM installed
+        here is the CPU build) or this vLLM has no bitsandbytes method."""
+        from orchestrator.generation.backends.vllm import check_quantization, cpu_build_installed
+
+        on_cpu = self.device == "cpu" or cpu_build_installed()
+        problems = [
+            p
+            for m in self.selected_models()
+            if (p := check_quantization(m, self.backend or m.backend, on_cpu)) is not None
+        ]
+        if problems:
+            raise SpecError(getattr(self, "_source", self.name), problems)
+
     def plan(self) -> list[Stage]:
         skipped = dict(self.skipped())
         if skipped and self.kind == "inference":

@@ -53,6 +53,7 @@ class JudgeConfig:
     flush_interval_s: float = 2.0  # ... or this long since the last flush
     domains: dict[str, str] = field(default_factory=dict)  # task → DOMAIN (overrides the record's)
     tags: tuple[str, ...] = DEFAULT_TAGS
+    tagged_layout: bool = False  # also write tagged.json (always when the input is in that layout)
 
     @property
     def judge_name(self) -> str:

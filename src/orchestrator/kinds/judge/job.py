@@ -4,7 +4,9 @@ The entry point `judge_run` reads one predictions file, asks the judge (an LLM o
 OpenAI-compatible endpoint: `client`; or a rule, "exact" / "math", that needs no network:
 `verdicts`) about every record not yet in judged.jsonl, and appends each judged record
 (`verdicts.judged_record`: the prediction + a structured `verdict` + `tagged_response`, the
-prediction followed by " <CN_{DOMAIN}>" when judged correct, " <UN_{DOMAIN}>" when not).
+prediction followed by " <CN_{DOMAIN}>" when judged correct, " <UN_{DOMAIN}>" when not). Input in
+the confidence-tagging layout (`layout.py`) is read too, and answered in that layout as well
+(tagged.json; for JSONL input with `tagged_layout: true`).
 
 Records are appended in batches (`core.files.append_jsonl`: one write + fsync per batch), so a kill
 at any moment loses at most the unflushed batch, re-judged on the next run; a re-run skips every id
@@ -22,6 +24,7 @@ from orchestrator.core import paths
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, read_jsonl, write_json_atomic
 from orchestrator.core.plan import UnitArgs
+from orchestrator.kinds.judge import layout
 from orchestrator.kinds.judge.client import Stats, judge_all, resolve_endpoint, with_endpoint_defaults
 from orchestrator.kinds.judge.config import MODEL_ENV, RULES, JudgeConfig
 from orchestrator.kinds.judge.verdicts import Verdict, domain_of, judge_by_rule, judged_record
@@ -38,13 +41,16 @@ class JudgeArgs(UnitArgs):
         return f"predictions={self.predictions} judge={judge}"
 
 
-def read_predictions(path: Path) -> tuple[list[dict], int, bool]:
-    """predictions.jsonl → (records, duplicates dropped, torn). First record of an id wins; a torn
-    last line (a writer killed mid-line) is no record (core.files' rule); any other broken line
-    is an error."""
+def read_predictions(path: Path) -> tuple[list[dict], int, bool, bool]:
+    """predictions.jsonl → (records, duplicates dropped, torn, False). First record of an id wins; a
+    torn last line (a writer killed mid-line) is no record (core.files' rule); any other broken line
+    is an error. A file in the confidence-tagging layout (layout.py) → (its records, 0, False, True)."""
     try:
         if not path.is_file():
             raise FileNotFoundError(2, "No such file")
+        items = layout.load_layout(path)
+        if items is not None:
+            return layout.read_layout(items, path), 0, False, True
         content = read_jsonl(path)
     except OSError as e:
         raise UserError(f"predictions file {path}: cannot read ({e.strerror})") from None
@@ -64,7 +70,7 @@ def read_predictions(path: Path) -> tuple[list[dict], int, bool]:
             continue
         seen.add(rec["id"])
         records.append(rec)
-    return records, dups, content.torn
+    return records, dups, content.torn, False
 
 
 def judged_ids(path: Path) -> set:
@@ -160,7 +166,7 @@ def judge_run(run_dir: str, experiment: str, predictions: str, config: JudgeConf
     then write judge_summary.json. Re-running resumes where the last run stopped."""
     args = JudgeArgs(predictions=predictions, config=config)
     source = Path(args.predictions)
-    records, dups, torn = read_predictions(source)
+    records, dups, torn, in_layout = read_predictions(source)
     if torn:
         print(f"judge: the last line of {source} is unfinished (no newline): not judged", flush=True)
     out = Path(run_dir) / paths.JUDGED_FILE
@@ -168,6 +174,10 @@ def judge_run(run_dir: str, experiment: str, predictions: str, config: JudgeConf
     stats, skipped, cfg = judge_records(records, out, args.config)
     wall = time.monotonic() - t0
     summary = summarise(out)
+    if in_layout or args.config.tagged_layout:
+        by_id = {r["id"]: r for r in read_jsonl(out).records}
+        ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]
+        write_json_atomic(Path(run_dir) / paths.TAGGED_LAYOUT_FILE, layout.tagged_layout(ordered))
     write_json_atomic(
         Path(run_dir) / paths.JUDGE_SUMMARY_FILE,
         {

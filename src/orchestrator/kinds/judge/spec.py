@@ -126,6 +126,7 @@ class JudgeSpec(BaseSpec):
     flush_every: int = Field(16, ge=1)  # judged records per append + fsync
     domains: dict[str, str] = Field(default_factory=dict)  # task or record domain → tag
     tags: list[str] = Field(default_factory=lambda: list(DEFAULT_TAGS), min_length=1)
+    tagged_layout: bool = False  # also write tagged.json in the confidence-tagging layout (kinds/judge/layout.py)
 
     @field_validator("tags")
     @classmethod
@@ -165,6 +166,7 @@ class JudgeSpec(BaseSpec):
             flush_every=self.flush_every,
             domains=dict(self.domains),
             tags=tuple(self.tags),
+            tagged_layout=self.tagged_layout,
         )
 
     def sources(self) -> tuple[list[tuple[str, Path]], list[str]]:

@@ -134,15 +134,24 @@ class RagSpec(BaseSpec):
         from orchestrator.kinds.rag import corpus, retrieval
 
         if self._fingerprint is None:
-            self._fingerprint = corpus.fingerprint(self.corpus)
+            # A corpus not there yet (render on another machine) gets a key of its path; submit
+            # refuses to run it (check_submit), so that key never names a built index.
+            present = Path(self.corpus).exists()
+            self._fingerprint = corpus.fingerprint(self.corpus) if present else f"missing:{self.corpus}"
         return retrieval.index_key(self._fingerprint, cfg.chunking, cfg.embedder)
 
     def check_submit(self) -> None:
-        """API models read their key in the job: it must be exported in the submitting shell."""
+        """The data must be there, and API models read their key in the job: it must be exported
+        in the submitting shell. (Render and --dry-run need neither.)"""
         import os
 
         skip = dict(self.skipped())
         missing = [
+            f"{key}: {value} does not exist (relative paths start where you run orchestrate)"
+            for key, value in (("questions", self.questions), ("corpus", self.corpus))
+            if not Path(value).exists()
+        ]
+        missing += [
             f"model {m.name}: ${m.api.api_key_env} is not set: export it in this shell (SLURM passes it on)"
             for m in self.selected()
             if m.api is not None and m.api.key_required and m.name not in skip and not os.environ.get(m.api.api_key_env)
@@ -154,11 +163,6 @@ class RagSpec(BaseSpec):
         from orchestrator.kinds.rag import retrieval
 
         source = getattr(self, "_source", self.name)
-        for key, value in (("questions", self.questions), ("corpus", self.corpus)):
-            if not Path(value).exists():
-                raise SpecError(
-                    source, f"{key}: {value} does not exist (relative paths start where you run orchestrate)"
-                )
         skip = dict(self.skipped())
         for name, reason in skip.items():
             print(f"rag {self.name}: skipping {name}: {reason}", file=sys.stderr)

@@ -42,18 +42,17 @@ One definition of each, used by the trainer (resume, retention), discovery and e
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.core import files, paths
 from orchestrator.core.errors import UserError
+from orchestrator.core.files import locked
 from orchestrator.core.registry import Registry
 from orchestrator.core.runner import read_status
 from orchestrator.core.states import FINAL_STATES
@@ -255,16 +254,8 @@ def prune(experiment: str, arm: str, keep_last: int, keep: tuple[int, ...] = ())
 # ---------------------------------------------------------------------- pins (evaluation)
 
 
-@contextmanager
-def _locked(experiment: str, arm: str) -> Iterator[None]:
-    lock = paths.checkpoint_lock(experiment, arm)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _locked(experiment: str, arm: str) -> AbstractContextManager[None]:
+    return locked(paths.checkpoint_lock(experiment, arm))
 
 
 def pin(experiment: str, arm: str, checkpoint: str, holder: str, run: str, result: Path) -> str:

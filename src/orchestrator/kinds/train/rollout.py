@@ -176,7 +176,11 @@ class Rollouts:
             dtype=r.dtype,
         )
         if r.backend == "vllm":
-            kwargs.update(tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization)
+            kwargs.update(
+                tensor_parallel_size=r.tensor_parallel_size,
+                gpu_memory_utilization=r.gpu_memory_utilization,
+                kv_cache_gb=r.kv_cache_gb,
+            )
         return cls(r.workers, kwargs, num_cpus=r.num_cpus, num_gpus=r.num_gpus, backend=r.backend)
 
     def push_weights(self, state_dict: dict, version: int) -> None:

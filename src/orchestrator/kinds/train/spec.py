@@ -88,11 +88,6 @@ class TrainSpec(BaseSpec):
                 f"arms.{arm}: trainer.cpu_offload moves GPU learners' state to the CPU; this job's learners "
                 "have no GPU (resources.gpus_per_node 0 or trainer.device cpu): drop it"
             )
-        if ro.backend == "vllm" and ro.workers == 0 and not learners:
-            raise ValueError(
-                f"arms.{arm}: rollout.backend vllm with rollout.workers 0 samples on the learner's GPU, "
-                "and this job's learner has none: give it GPUs, or rollout workers with rollout.num_gpus"
-            )
         if learners > r.gpus_per_node:
             raise ValueError(
                 f"arms.{arm}: {learners} learners per node (resources.tasks_per_node) need one GPU each, "
