@@ -137,3 +137,7 @@ def test_evaluation_every_save_in_the_tiny_preset():
         load_spec("mtl-comparison-tiny", ["early_stopping.metric=eval/mean"])
     with pytest.raises(SpecError, match="eval/mean or eval/<domain>/<metric>"):
         load_spec("mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/copy"])
+    with pytest.raises(SpecError, match="no domain 'math' among the evaluated tasks"):
+        load_spec("mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/math/accuracy"])
+    ok = ["evaluation.every_save=true", "early_stopping.metric=eval/copy/accuracy"]
+    assert load_spec("mtl-comparison-tiny", ok).arm_config("pcgrad").early_stopping.metric == "eval/copy/accuracy"

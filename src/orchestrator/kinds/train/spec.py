@@ -65,6 +65,7 @@ class TrainSpec(BaseSpec):
             except ValueError as e:
                 raise ValueError(f"arms.{arm}: {e}") from None
             self._check_gpus(arm, cfg)
+            self._check_eval_metric(arm, cfg)
         if self.prepare is not None:
             unknown = set(self.domains) - set(SYNTHETIC)
             if unknown and any(self.domains[d].train is None for d in unknown):
@@ -72,6 +73,22 @@ class TrainSpec(BaseSpec):
                     f"prepare: no synthetic generator for domains {sorted(unknown)}; known: {sorted(SYNTHETIC)}"
                 )
         return self
+
+    @staticmethod
+    def _check_eval_metric(arm: str, cfg: TrainConfig) -> None:
+        """eval/<domain>/<metric> names a domain of the evaluated tasks (refused now, not mid-run)."""
+        parts = cfg.early_stopping.metric.split("/")
+        if parts[0] != "eval" or len(parts) != 3:
+            return
+        from orchestrator.kinds.eval.suites import load_suite  # yaml only
+
+        ev = cfg.evaluation
+        domains = sorted({t.domain_name for t in load_suite(ev.suite, ev.data_root).select(ev.tasks)})
+        if parts[1] not in domains:
+            raise ValueError(
+                f"arms.{arm}: early_stopping.metric {cfg.early_stopping.metric!r}: suite {ev.suite} has no "
+                f"domain {parts[1]!r} among the evaluated tasks (domains: {', '.join(domains)})"
+            )
 
     def learner_gpus_per_node(self, cfg: TrainConfig) -> int:
         """One GPU per learner task when the job has GPUs and the trainer uses them."""
