@@ -55,7 +55,7 @@ def test_port_block_refuses_layouts_that_do_not_fit():
         port_block(1, 2, 2)
 
 
-def test_ports_command_prints_ray_start_flags_and_refuses_busy_ports(capsys):
+def test_ports_command_prints_ray_start_flags_and_moves_past_busy_ports(capsys):
     assert ray_cluster.main(["ports", "--head", "99", "1", "2"]) == 0
     lines = capsys.readouterr().out.split()
     expected = port_block(99, 1, 2)
@@ -63,11 +63,20 @@ def test_ports_command_prints_ray_start_flags_and_refuses_busy_ports(capsys):
     assert ray_cluster.main(["ports", "99", "1", "2"]) == 0
     worker_lines = capsys.readouterr().out.split()
     assert not any(x.startswith(("--port=", "--dashboard-port=", "--ray-client-server-port=")) for x in worker_lines)
-    with socket.socket() as s:  # another Ray (or anything) listening on one of the block's ports
+    with socket.socket() as s:  # another Ray (or a daemon) listening on one of the block's ports
         s.bind(("127.0.0.1", expected["object-manager-port"]))
         s.listen()
-        assert ray_cluster.main(["ports", "99", "1", "2"]) == 1
-    assert f"{expected['object-manager-port']}" in capsys.readouterr().err
+        assert ray_cluster.main(["ports", "--head", "99", "1", "2"]) == 0
+        out = capsys.readouterr()
+        assert f"{expected['object-manager-port']}" in out.err and "block moved" in out.err
+        moved = port_block(99, 1, 2, shift=1)
+        assert f"--port={moved['port']}" in out.out.split()  # the next block, which is free
+        assert ray_cluster.main(["ports", "--gcs-port-only", "99", "1", "2"]) == 0
+        assert capsys.readouterr().out.split() == [str(moved["port"])]  # the head agrees with itself
+        with pytest.MonkeyPatch.context() as mp:  # nothing free anywhere: a clear error, exit 1
+            mp.setattr(ray_cluster, "check_free", lambda ports: [str(ports["port"])])
+            assert ray_cluster.main(["ports", "99", "1", "2"]) == 1
+            assert "no free port block" in capsys.readouterr().err
 
 
 def ray_stage(tmp_vars: dict | None = None, env: Environment | None = None) -> Stage:

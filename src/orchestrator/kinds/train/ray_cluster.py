@@ -50,15 +50,19 @@ FIXED_PORTS = (  # `ray start` flag for offsets 0, 1, ...
 )
 FIRST_WORKER_OFFSET = 10
 DEFAULT_WORKER_PORTS = 100  # Ray worker processes (tasks, actors) a node can run at once
+MAX_PORT_SHIFTS = 8  # blocks tried when the job's own one is in use on the host
 MAX_TEMP_ROOT_CHARS = 40  # Ray's unix sockets live under the temp dir; their paths must stay < 108
 
 
-def port_block(job_id: int, node_index: int, n_nodes: int, worker_ports: int = DEFAULT_WORKER_PORTS) -> dict[str, int]:
+def port_block(
+    job_id: int, node_index: int, n_nodes: int, worker_ports: int = DEFAULT_WORKER_PORTS, shift: int = 0
+) -> dict[str, int]:
     """Ports of Ray node `node_index` of job `job_id`: `ray start` flag → port.
 
-    Slot = (job_id × n_nodes + node_index) mod slots: the Ray nodes of one job never share a slot,
-    and neither do two jobs whose ids are less than slots / n_nodes apart (about 180 single-node
-    jobs with the defaults); anything rarer is caught by `check_free` before Ray starts.
+    Slot = ((job_id + shift) × n_nodes + node_index) mod slots: the Ray nodes of one job never
+    share a slot, and neither do two jobs whose ids are less than slots / n_nodes apart (about 180
+    single-node jobs with the defaults). `shift` moves a node past a block something else on the
+    host already uses (`free_port_block`).
     """
     if worker_ports < 1:
         raise ValueError(f"worker_ports must be at least 1, got {worker_ports}")
@@ -71,11 +75,31 @@ def port_block(job_id: int, node_index: int, n_nodes: int, worker_ports: int = D
             f"{n_nodes} nodes need {n_nodes} port blocks of {block}, but only {slots} fit "
             f"between {PORT_BASE} and {PORT_LIMIT}: lower worker_ports"
         )
-    base = PORT_BASE + ((job_id * n_nodes + node_index) % slots) * block
+    base = PORT_BASE + (((job_id + shift) * n_nodes + node_index) % slots) * block
     ports = {flag: base + i for i, flag in enumerate(FIXED_PORTS)}
     ports["min-worker-port"] = base + FIRST_WORKER_OFFSET
     ports["max-worker-port"] = base + block - 1
     return ports
+
+
+def free_port_block(
+    job_id: int, node_index: int, n_nodes: int, worker_ports: int = DEFAULT_WORKER_PORTS
+) -> tuple[dict[str, int], list[str]]:
+    """The first of the node's candidate blocks (shift 0, 1, ...) with no port in use on this host,
+    and the busy ports of the blocks skipped. Deterministic for a given host state, so the head's
+    GCS port computed in the batch step is the one the head then takes. A daemon that listens
+    inside the range (the test cluster's slurmd on 17001/17002, say) costs a shift, not the job."""
+    skipped: list[str] = []
+    for shift in range(MAX_PORT_SHIFTS):
+        ports = port_block(job_id, node_index, n_nodes, worker_ports, shift)
+        busy = check_free(ports)
+        if not busy:
+            return ports, skipped
+        skipped += busy
+    raise UserError(
+        f"ray: no free port block for job {job_id}'s Ray node {node_index} after {MAX_PORT_SHIFTS} tries "
+        f"(busy: {', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}); resubmit, or change worker_ports"
+    )
 
 
 def check_free(ports: dict[str, int]) -> list[str]:
@@ -286,18 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
 
     if a.command == "ports":
-        ports = port_block(a.job_id, a.node_index, a.n_nodes, a.worker_ports)
+        try:
+            ports, skipped = free_port_block(a.job_id, a.node_index, a.n_nodes, a.worker_ports)
+        except UserError as e:
+            print(e, file=sys.stderr)
+            return 1
         if a.gcs_port_only:
             print(ports["port"])
             return 0
-        busy = check_free(ports)
-        if busy:
-            print(
-                f"ray: ports {', '.join(busy)} of job {a.job_id}'s Ray node {a.node_index} are already in use on "
-                f"this host (another job's Ray?); resubmit, or give this job more worker_ports to move its block",
-                file=sys.stderr,
-            )
-            return 1
+        if skipped:
+            print(f"ray: ports {', '.join(skipped[:10])} in use on this host: block moved", file=sys.stderr)
         head_only = {"port", "dashboard-port", "ray-client-server-port"}
         for flag, port in ports.items():
             if a.head or flag not in head_only:
