@@ -14,7 +14,7 @@ import pytest
 from orchestrator.core import paths
 from orchestrator.reporting.report import Options, best_checkpoint, build, overfitting, write_report
 from orchestrator.reporting.results import collect
-from orchestrator.reporting.significance import paired_bootstrap
+from orchestrator.scoring.significance import paired_bootstrap
 from reporting.fixtures import correctness, sweep_experiment, training_experiment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -191,7 +191,7 @@ def test_epoch_zero_is_plotted_but_never_chosen(orch_home):
 
 def test_too_few_pairs_is_not_enough_data():
     """Issue 10, 4c: one pair gives a zero-width interval; below MIN_PAIRS no verdict at all."""
-    from orchestrator.reporting.significance import MIN_PAIRS
+    from orchestrator.scoring.significance import MIN_PAIRS
 
     assert MIN_PAIRS == 6
     one = paired_bootstrap([({"q": 0.0}, {"q": 1.0})])

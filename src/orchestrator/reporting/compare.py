@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from orchestrator.reporting.significance import MIN_PAIRS, Interval, paired_bootstrap
 from orchestrator.reporting.table import Results, Row
+from orchestrator.scoring.significance import MIN_PAIRS, Interval, paired_bootstrap
 
 
 def best_checkpoint(curve: list[tuple[int, float]], higher_is_better: bool = True) -> tuple[int, float] | None:

@@ -78,7 +78,7 @@ class EarlyStoppingConfig(Strict):
     patience: int = Field(3, ge=0)
     min_delta: float = Field(0.001, ge=0)
     # eval/... metrics: an improvement counts only when the paired bootstrap over per-example
-    # scores against the best checkpoint so far excludes zero (reporting/significance.py)
+    # scores against the best checkpoint so far excludes zero (scoring/significance.py)
     significance: bool = False
 
 

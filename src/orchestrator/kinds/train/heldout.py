@@ -11,7 +11,7 @@ waits for N's (patience counts evaluations, as early_stop.py counts validations)
   evaluation failed or was never submitted: N is skipped, counted neither way).
 - The value: `eval/mean` = mean over tasks of each task's primary metric; `eval/<domain>/<metric>`
   = mean over the domain's tasks of that metric. With `significance`, a better value counts as an
-  improvement only when the paired bootstrap (reporting/significance.py) of the per-example
+  improvement only when the paired bootstrap (scoring/significance.py) of the per-example
   scores against the best checkpoint so far excludes zero in the right direction.
 - The stop decision is EarlyStopping's (min_epochs applies to the checkpoint's epoch); it is
   taken at epoch `now` >= N: `now - N` epochs ran past the decision point.
@@ -102,7 +102,7 @@ class HeldOutStopping:
         value, examples = metric_value(self.metric, results)
         significant, interval = True, None
         if self.significance and self.best_examples and self.stopping.best_value is not None:
-            from orchestrator.reporting.significance import paired_bootstrap  # numpy
+            from orchestrator.scoring.significance import paired_bootstrap  # numpy
 
             pairs = [(self.best_examples[t], examples[t]) for t in sorted(examples) if t in self.best_examples]
             iv = paired_bootstrap(pairs)
