@@ -89,20 +89,16 @@ class OpenAIBackend:
                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                     finish_reason=choice.finish_reason or "stop",
                 )
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
-                why, wait_hint = f"{type(e).__name__}: {retry.short(e)}", retry.retry_after(e)
-            except openai.APIStatusError as e:
-                if e.status_code in (401, 403, 404):
+            except (openai.APIStatusError, openai.APIConnectionError) as e:
+                kind, why, wait_hint = retry.classify(e)
+                if kind == retry.FATAL:
                     raise UserError(
                         f"model {self.model.name}: {self.api.base_url} answered {e.status_code} ({retry.short(e)}): "
                         f"check base_url, the model id ({self.model.path}) and ${self.api.api_key_env}"
                     ) from None
-                if e.status_code < 500:
+                if kind == retry.GIVE_UP:
                     self.stats.errors += 1
-                    return Generation(
-                        req.id, "", finish_reason="error", error=f"HTTP {e.status_code}: {retry.short(e)}"
-                    )
-                why, wait_hint = f"HTTP {e.status_code}: {retry.short(e)}", retry.retry_after(e)
+                    return Generation(req.id, "", finish_reason="error", error=why)
             except (openai.APIResponseValidationError, AttributeError, IndexError, TypeError, ValueError) as e:
                 why = f"malformed reply: {type(e).__name__}: {retry.short(e)}"
             if attempt + 1 < self.api.max_attempts:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+RETRY, FATAL, GIVE_UP = "retry", "fatal", "give_up"
+
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None, rng: random.Random) -> float:
     """Seconds before retry number `attempt` (0-based): base·2^attempt capped at max_s, with
@@ -31,3 +33,19 @@ def retry_after(exc: Exception) -> float | None:
 
 def short(e: Exception) -> str:
     return str(e).replace("\n", " ")[:300]
+
+
+def classify(e: Exception) -> tuple[str, str, float | None]:
+    """What an `openai` client error (APIStatusError or APIConnectionError) means for the call:
+    RETRY (429, 5xx, connection trouble; with the server's Retry-After), FATAL (401/403/404: wrong
+    endpoint, model or key, so no call will succeed: stop the run), GIVE_UP (any other 4xx: this
+    request never will). Returns (kind, why, retry-after seconds)."""
+    status = getattr(e, "status_code", None)
+    if status is None:  # no response at all
+        return RETRY, f"{type(e).__name__}: {short(e)}", None
+    why = f"HTTP {status}: {short(e)}"
+    if status in (401, 403, 404):
+        return FATAL, why, None
+    if status < 500 and status != 429:
+        return GIVE_UP, why, None
+    return RETRY, why, retry_after(e)

@@ -92,19 +92,15 @@ async def ask_judge(client: Any, record: dict, cfg: JudgeConfig, stats: Stats, r
                 )
                 raw = reply.choices[0].message.content or ""
                 break
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
-                why, retry_after = f"{type(e).__name__}: {retry.short(e)}", retry.retry_after(e)
-            except openai.APIStatusError as e:
-                if e.status_code in (401, 403, 404):
+            except (openai.APIStatusError, openai.APIConnectionError) as e:
+                kind, why, retry_after = retry.classify(e)
+                if kind == retry.FATAL:
                     raise JudgeAbort(
                         f"the judge endpoint answered {e.status_code} ({retry.short(e)}): check base_url, "
                         f"model and the key in ${cfg.api_key_env}"
                     ) from None
-                if e.status_code < 500:
-                    return Verdict(
-                        None, "", cfg.judge_name, attempts=attempts, error=f"HTTP {e.status_code}: {retry.short(e)}"
-                    )
-                why, retry_after = f"HTTP {e.status_code}: {retry.short(e)}", retry.retry_after(e)
+                if kind == retry.GIVE_UP:
+                    return Verdict(None, "", cfg.judge_name, attempts=attempts, error=why)
             except (openai.APIResponseValidationError, AttributeError, IndexError, TypeError, ValueError) as e:
                 why = f"malformed reply: {type(e).__name__}: {retry.short(e)}"  # e.g. a broken body under load
             if attempt + 1 < cfg.max_attempts:
