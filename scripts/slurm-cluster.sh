@@ -5,6 +5,9 @@
 #   scripts/slurm-cluster.sh up      install (if needed) and start everything; idempotent
 #   scripts/slurm-cluster.sh down    stop everything this script started; idempotent
 #   scripts/slurm-cluster.sh status  show daemons and sinfo; exit 0 only if usable
+#   scripts/slurm-cluster.sh stop DAEMON       fault tests: stop slurmctld or slurmdbd (`up` restarts it)
+#   scripts/slurm-cluster.sh fail-node NODE    fault tests: NODE dies (SIGKILL of its slurmd and of every
+#                                              process of the jobs running on it); `up` brings it back
 #
 # Layout: munged, MariaDB, slurmdbd, slurmctld and two slurmd (node1, node2),
 # all started directly (no systemd needed), all as root.  Both nodes live on
@@ -294,7 +297,8 @@ InactiveLimit=0
 MinJobAge=300
 CompleteWait=0
 ReturnToService=2
-SlurmdTimeout=300
+# a dead node is noticed (DOWN, its jobs NODE_FAIL) within 20-30 s: the fault tests wait for it
+SlurmdTimeout=20
 SlurmctldTimeout=120
 MaxArraySize=10001
 MaxJobCount=100000
@@ -441,6 +445,35 @@ cmd_down() {
     log "cluster stopped"
 }
 
+cmd_stop() {
+    case ${1:-} in
+        slurmctld | slurmdbd) stop "$1" "$1" ;;
+        *) echo "usage: $0 stop slurmctld|slurmdbd" >&2; exit 2 ;;
+    esac
+}
+
+# descendants PID: PID and every process below it.
+descendants() {
+    local child
+    echo "$1"
+    for child in $(ps -o pid= --ppid "$1"); do descendants "$child"; done
+}
+
+cmd_fail_node() {
+    local node=${1:-} pid job victims=()
+    [[ $node == node1 || $node == node2 ]] || { echo "usage: $0 fail-node node1|node2" >&2; exit 2; }
+    # Its jobs (asked before the node goes): their step daemons and everything under them die with it.
+    for job in $(squeue -h -w "$node" -t running -o %A 2>/dev/null); do
+        for pid in $(pgrep -f "^slurmstepd: \[$job\."); do
+            mapfile -t -O "${#victims[@]}" victims < <(descendants "$pid")
+        done
+    done
+    if pid=$(pid_of "slurmd-$node" slurmd); then victims+=("$pid"); fi
+    ((${#victims[@]})) && kill -9 "${victims[@]}" 2>/dev/null
+    rm -f "$RUN_DIR/slurmd-$node.pid"
+    log "node $node failed: killed ${#victims[@]} process(es) (slurmd and its jobs)"
+}
+
 cmd_status() {
     local ok=0 name comm pid n
     for name in munged:munged mariadb:mariadbd slurmdbd:slurmdbd slurmctld:slurmctld \
@@ -479,8 +512,10 @@ main() {
         up) cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
+        stop) cmd_stop "${2:-}" ;;
+        fail-node) cmd_fail_node "${2:-}" ;;
         *)
-            echo "usage: $0 up|down|status" >&2
+            echo "usage: $0 up|down|status|stop DAEMON|fail-node NODE" >&2
             exit 2
             ;;
     esac

@@ -51,3 +51,51 @@ def test_bad_complete_lines_are_reported_not_dropped_silently(tmp_path):
 def test_first_by_id_keeps_the_first_written():
     records = [{"id": "a", "v": 1}, {"id": "b", "v": 2}, {"id": "a", "v": 3}]
     assert first_by_id(records) == [{"id": "a", "v": 1}, {"id": "b", "v": 2}]
+
+
+def test_a_failed_append_is_cut_back_and_says_what_is_kept(tmp_path, monkeypatch):
+    """A full disk mid-batch: the part of the batch that went in is cut off again, the file ends
+    on the last whole record, and the error names the file and that earlier records are intact."""
+    import errno
+
+    from orchestrator.core import files
+
+    path = tmp_path / "p.jsonl"
+    append_jsonl(path, [{"id": 1}])
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        if len(data) > 4:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "write", half_then_full)
+    with pytest.raises(OSError) as failed:
+        append_jsonl(path, [{"id": 2, "text": "x" * 100}, {"id": 3}])
+    monkeypatch.undo()
+    assert failed.value.errno == errno.ENOSPC
+    message = str(failed.value)
+    assert str(path) in message and f"its {len(before)} bytes written before are intact" in message
+    assert "Free space and run again" in message
+    assert path.read_bytes() == before  # no half batch left behind
+    append_jsonl(path, [{"id": 2}])
+    assert [r["id"] for r in read_jsonl(path).records] == [1, 2]
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_names_it(tmp_path, monkeypatch):
+    import errno
+
+    from orchestrator.core import files
+
+    target = tmp_path / "summary.json"
+    write_json_atomic(target, {"v": 1})
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError, match="could not write .*summary.json: No space left on device"):
+        write_json_atomic(target, {"v": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"v": 1} and os.listdir(tmp_path) == ["summary.json"]

@@ -154,3 +154,69 @@ def test_cancelled_by_kill_on_invalid_dep_names_the_failed_upstream(orch_home, m
     # cancelled by hand (squeue's reason is not DependencyNeverSatisfied) while its upstream failed:
     # the upstream still explains why nothing ran
     assert tasks["cancel"].state == "CANCELLED" and "rec/a-2" in tasks["cancel"].reason
+
+
+def test_accounting_down_keeps_last_states_and_says_so(registry, monkeypatch):
+    """slurmdbd down: sacct fails. Units squeue still shows are updated from it; those it has
+    forgotten keep their last known state (never FAILED for want of an answer); a note says so."""
+    replay(monkeypatch, "running")
+    monitor.refresh(registry, "rec")
+
+    def squeue_only(cmd):
+        if cmd[0] == "sacct":
+            return subprocess.CompletedProcess(cmd, 1, "", "sacct: error: Problem talking to the database")
+        return subprocess.CompletedProcess(cmd, 0, f"{IDS['array']}_0|COMPLETED|None|node1\n", "")
+
+    monkeypatch.setattr(slurm, "_call", squeue_only)
+    notes: list[str] = []
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
+    assert notes == [monitor.NO_ACCOUNTING]
+    assert tasks["a-0"].state == "COMPLETED"
+    assert tasks["a-1"].state == "RUNNING" and tasks["a-2"].state == "PENDING"  # as last seen
+    assert tasks["fail"].state == "FAILED"  # already final before: never asked again
+
+
+def test_controller_down_reads_accounting_and_says_so(registry, monkeypatch):
+    replay(monkeypatch, "done")
+    real = slurm._call
+
+    def no_squeue(cmd):
+        return None if cmd[0] == "squeue" else real(cmd)
+
+    monkeypatch.setattr(slurm, "_call", no_squeue)
+    notes: list[str] = []
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
+    assert notes == [monitor.NO_CONTROLLER]
+    assert tasks["a-0"].state == "COMPLETED" and tasks["timeout"].state == "TIMEOUT"
+
+
+def test_nothing_answers_keeps_states_and_wait_gives_up_saying_why(registry, monkeypatch, cli):
+    replay(monkeypatch, "running")
+    monitor.refresh(registry, "rec")
+    monkeypatch.setattr(slurm, "_call", lambda cmd: None)
+    notes: list[str] = []
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
+    assert notes == [monitor.NO_SCHEDULER] and tasks["a-0"].state == "RUNNING"
+    res = cli("wait", "rec", "--interval", "0.05", "--unreachable-timeout", "0.2")
+    assert res.code == 4
+    assert "neither squeue nor sacct answers" in res.out and "has not answered for" in res.out
+
+
+def test_a_failure_on_a_full_results_filesystem_says_so(registry, monkeypatch):
+    from collections import namedtuple
+
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(monitor.shutil, "disk_usage", lambda p: Usage(8 << 20, (8 << 20) - 4096, 4096))
+    replay(monkeypatch, "done")
+    tasks = {t.run: t for t in monitor.refresh(registry, "rec")}
+    assert tasks["fail"].reason.startswith("exit code 1; the results filesystem")
+    assert "is full (4 KiB free): free space and submit again" in tasks["fail"].reason
+
+
+def test_status_watch_ends_when_every_job_has_ended(registry, monkeypatch, cli):
+    replay(monkeypatch, "running")
+    res = cli("status", "rec", "--watch", "--interval", "0.01", "--timeout", "0.05")
+    assert res.code == 3 and "stopped watching after" in res.out  # still running: the timeout ends it
+    replay(monkeypatch, "done")
+    res = cli("status", "rec", "--watch", "--interval", "0.01")
+    assert res.code == 0 and "every job has ended" in res.out

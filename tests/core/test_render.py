@@ -89,8 +89,24 @@ def test_array_and_dependency_directives(rendered):
     assert "%A_%a_0_log.out" in sweep
     prepare = rendered["prepare"]
     assert "--array" not in prepare and "kill-on-invalid-dep" not in prepare
-    assert "#SBATCH --exclusive\n" in prepare and "requeue" not in prepare  # false options are left out
+    assert "#SBATCH --exclusive\n" in prepare and "#SBATCH --requeue" not in prepare  # false options are left out
+    # a command does not resume: SLURM must not rerun it from the start after a node failure
+    assert "#SBATCH --no-requeue\n" in prepare and "#SBATCH --no-requeue\n" in sweep
     assert "#SBATCH --time=2-00:00:00\n" in prepare
+
+
+def test_units_that_resume_are_requeued_after_a_node_failure(tmp_path):
+    from dataclasses import replace
+
+    from orchestrator.core.render import directives
+
+    path = tmp_path / "golden.yaml"
+    path.write_text(SPEC)
+    spec = load_spec(path)
+    stage = replace(stages_of(spec)[0], checkpointable=True)
+    flags = directives(spec.name, stage, 1, Path("/x"))
+    assert "--requeue" in flags and "--no-requeue" not in flags
+    assert any(f.startswith("--signal=USR2@") for f in flags)
 
 
 def test_waiting_on_another_experiment_also_cancels_on_a_failed_dependency(tmp_path):

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -10,20 +12,24 @@ from rich.table import Table
 
 from orchestrator.core.monitor import log_tail, progress, refresh
 from orchestrator.core.registry import Registry
-from orchestrator.core.states import FAILED_STATES
+from orchestrator.core.states import FAILED_STATES, FINAL_STATES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--runs", action="store_true", help="one row per run (array task): a pass/fail table")
-    p.add_argument("--watch", action="store_true", help="live table, refreshed every --interval seconds")
+    p.add_argument(
+        "--watch", action="store_true", help="live table, refreshed every --interval seconds until every job has ended"
+    )
     p.add_argument("--interval", type=float, default=5.0)
+    p.add_argument("--timeout", type=float, default=None, help="--watch: stop after this many seconds (exit 3)")
 
 
-def snapshot(experiment: str | None) -> list[dict]:
-    """One refresh → one record per job (array tasks summarised, failures with their log tail)."""
-    tasks = refresh(Registry(), experiment)
+def snapshot(experiment: str | None, notes: list[str] | None = None) -> list[dict]:
+    """One refresh → one record per job (array tasks summarised, failures with their log tail).
+    `notes` receives what the monitor says about SLURM (a part of it not answering)."""
+    tasks = refresh(Registry(), experiment, notes=notes)
     jobs: dict[tuple, list] = {}
     for t in tasks:
         jobs.setdefault((t.experiment, t.stage, t.scheduler_id, t.job), []).append(t)
@@ -63,8 +69,8 @@ def snapshot(experiment: str | None) -> list[dict]:
     return out
 
 
-def table(records: list[dict]):
-    t = Table(show_lines=False)
+def table(records: list[dict], notes: Sequence[str] = ()):
+    t = Table(show_lines=False, caption="\n".join(f"note: {n}" for n in notes) or None)
     for col in ("experiment", "stage", "job", "state", "done/run/fail/total", "detail"):
         t.add_column(col)
     for r in records:
@@ -87,8 +93,8 @@ def table(records: list[dict]):
     return t
 
 
-def runs_table(records: list[dict]):
-    t = Table(show_lines=False)
+def runs_table(records: list[dict], notes: Sequence[str] = ()):
+    t = Table(show_lines=False, caption="\n".join(f"note: {n}" for n in notes) or None)
     for col in ("experiment", "run", "job", "state", "exit", "node", "detail"):
         t.add_column(col)
     for r in records:
@@ -106,18 +112,43 @@ def runs_table(records: list[dict]):
     return t
 
 
+def _ended(records: list[dict]) -> bool:
+    return bool(records) and all(x["state"] in FINAL_STATES for r in records for x in r["tasks"])
+
+
+def watch(args: argparse.Namespace, console: Console) -> int:
+    """The live table until every job has ended (0) or --timeout passes (3); Ctrl-C stops it too."""
+    view = runs_table if args.runs else table
+    start = time.monotonic()
+    notes: list[str] = []
+    records = snapshot(args.experiment, notes)
+    with Live(view(records, notes), console=console, refresh_per_second=1) as live:
+        while not _ended(records):
+            if args.timeout is not None and time.monotonic() - start > args.timeout:
+                console.print(f"stopped watching after {args.timeout:.0f}s: jobs still running or pending")
+                return 3
+            time.sleep(args.interval)
+            notes = []
+            records = snapshot(args.experiment, notes)
+            live.update(view(records, notes))
+    console.print("every job has ended" if records else "no tracked jobs")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    notes: list[str] = []
     if args.json:
-        print(json.dumps(snapshot(args.experiment), indent=1))
+        records = snapshot(args.experiment, notes)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(json.dumps(records, indent=1))
         return 0
     console = Console()
     if args.watch:
-        view = runs_table if args.runs else table
-        with Live(view(snapshot(args.experiment)), console=console, refresh_per_second=1) as live:
-            while True:
-                time.sleep(args.interval)
-                live.update(view(snapshot(args.experiment)))
-    records = snapshot(args.experiment)
+        return watch(args, console)
+    records = snapshot(args.experiment, notes)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
     if not records:
         print("no tracked jobs" + (f" for experiment {args.experiment}" if args.experiment else ""))
         return 0

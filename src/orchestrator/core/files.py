@@ -3,7 +3,9 @@
 - `write_atomic` / `write_json_atomic`: temp file in the same directory, fsync, rename, fsync of
   the directory. A reader sees the old file or the new one, never a mix; a kill leaves no file.
 - `append_jsonl`: a batch of JSON lines in ONE write, then fsync. A kill mid-write can leave a torn
-  last line and nothing else.
+  last line and nothing else; a write that fails (a full disk) is cut back off the file.
+- Either raises `WriteFailed` (an OSError) naming the file, the filesystem's free space and that
+  what was written before is intact, so a job on a full disk fails with a message that says so.
 - `read_jsonl`: the one rule for a torn last line: a last line without its newline was never
   finished, so it is not a record. A writer about to append again passes `repair=True`, which
   cuts it off the file so the next batch starts on a fresh line. A complete line that is not a
@@ -16,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -46,11 +49,32 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class WriteFailed(OSError):
+    """A result file could not be written (typically ENOSPC); the file is as it was before."""
+
+
+def _write_failed(path: Path, e: OSError, kept: str) -> WriteFailed:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return WriteFailed(
+        e.errno,
+        f"could not write {path}: {e.strerror or e} ({free} on its filesystem); {kept}. Free space and run again",
+    )
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Replace `path` with `data` all at once (temp file + fsync + rename)."""
     path = Path(path)
+    try:
+        _write_atomic(path, data.encode() if isinstance(data, str) else data)
+    except OSError as e:
+        raise _write_failed(path, e, "the previous version, if any, is intact") from e
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -83,13 +107,24 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> int:
     if not lines:
         return 0
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _write_failed(path, e, "nothing was written") from e
+    start = os.fstat(fd).st_size
     try:
         view = memoryview("".join(lines).encode())
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except OSError as e:
+        try:  # a part of the batch may be in: cut it off, so the file ends on a whole record
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        except OSError:
+            pass  # then the reader's torn-line rule drops it
+        raise _write_failed(path, e, f"its {start} bytes written before are intact") from e
     finally:
         os.close(fd)
     return len(lines)

@@ -5,6 +5,7 @@ when it exited 0 AND the outputs its kind declares exist."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from orchestrator.core.states import (
     FAILED_STATES,
     FINAL_STATES,
     NEVER_SATISFIED,
+    NODE_FAIL,
     PENDING,
     RUNNING,
     dependency_reason,
@@ -36,12 +38,22 @@ def _from_status(t: Task) -> dict:
     return {}
 
 
-def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
+# What `refresh` says when part of SLURM does not answer (`status` and `wait` print it).
+NO_CONTROLLER = "the SLURM controller (squeue) does not answer: states from accounting and the jobs' status files"
+NO_ACCOUNTING = "SLURM accounting (sacct/slurmdbd) does not answer: states from squeue and the jobs' status files"
+NO_SCHEDULER = "neither squeue nor sacct answers: states from the jobs' status files only"
+
+
+def _slurm_updates(tasks: list[Task], notes: list[str]) -> dict[tuple[int, int], dict]:
     ids = sorted({t.scheduler_id for t in tasks})
     queried = slurm.squeue(ids)
     live = queried or {}
     need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
     acct = slurm.sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
+    if queried is None or acct is None:
+        notes.append(
+            NO_SCHEDULER if queried is None and acct is None else NO_CONTROLLER if queried is None else NO_ACCOUNTING
+        )
     updates = {}
     never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
     for t in tasks:
@@ -60,7 +72,9 @@ def _slurm_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
                 new["reason"] = reason
             if new["state"] in FINAL_STATES:
                 new.update({k: v for k, v in _from_status(t).items() if k != "state"})
-        elif queried is None:  # no scheduler to ask (e.g. off the cluster): only status files speak
+        elif queried is None or acct is None:
+            # a part of SLURM that would know does not answer: only a final status file may close
+            # the unit; otherwise it keeps its last known state until SLURM answers again
             new = _from_status(t)
         else:  # neither the controller nor accounting knows it: the status file decides, no waiting
             new = _from_status(t) or {
@@ -89,14 +103,17 @@ def _local_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
     return updates
 
 
-def refresh(registry: Registry, experiment: str | None = None, seen: set[str] | None = None) -> list[Task]:
+def refresh(
+    registry: Registry, experiment: str | None = None, seen: set[str] | None = None, notes: list[str] | None = None
+) -> list[Task]:
     """Bring every open task of `experiment` (or all) up to date; return all latest tasks.
-    `seen`: experiments refreshed already in this pass (upstreams of cancelled units)."""
+    `seen`: experiments refreshed already in this pass (upstreams of cancelled units); `notes`
+    receives what the caller should tell the user (a part of SLURM not answering)."""
     open_tasks = registry.tasks(experiment, only_open=True)
     updates: dict = {}
     slurm = [t for t in open_tasks if t.executor == "slurm"]
     if slurm:
-        updates.update(_slurm_updates(slurm))
+        updates.update(_slurm_updates(slurm, notes if notes is not None else []))
     updates.update(_local_updates([t for t in open_tasks if t.executor == "local"]))
     changes = []
     for t in open_tasks:
@@ -109,7 +126,12 @@ def refresh(registry: Registry, experiment: str | None = None, seen: set[str] | 
                 new.update(state=FAILED, reason=f"exited 0 but declared outputs are missing: {', '.join(missing)}")
         if new.get("state") == FAILED and not new.get("reason"):
             status = _from_status(t)
-            new["reason"] = status.get("reason") or f"exit code {new.get('exit_code')}"
+            new["reason"] = status.get("reason") or f"exit code {new.get('exit_code')}" + _full_disk(t)
+        if new.get("state") == NODE_FAIL and not new.get("reason"):
+            node = new.get("node") or t.node
+            # checkpointable units are requeued by SLURM (--requeue) and resume; a NODE_FAIL that
+            # stays final is a unit that cannot resume (--no-requeue), or one requeued too often
+            new["reason"] = f"node {node or '?'} failed while the unit ran; it was not requeued: submit again"
         changed = {k: v for k, v in new.items() if getattr(t, k) != v}
         if changed:
             changes.append((t, changed))
@@ -121,6 +143,21 @@ def refresh(registry: Registry, experiment: str | None = None, seen: set[str] | 
     if named:
         registry.update_tasks(named)
     return registry.tasks(experiment)
+
+
+def _full_disk(t: Task) -> str:
+    """A unit that failed without saying why, on a full results filesystem: most likely a write
+    failed there (its own error could not be written either)."""
+    try:
+        free = shutil.disk_usage(paths.experiment_dir(t.experiment)).free
+    except OSError:
+        return ""
+    if free >= FULL_DISK_BYTES:
+        return ""
+    return f"; the results filesystem ({paths.home()}) is full ({free // 1024} KiB free): free space and submit again"
+
+
+FULL_DISK_BYTES = 1 << 20
 
 
 def _upstream(registry: Registry, t: Task, ref: str) -> list[Task]:

@@ -82,6 +82,9 @@ def directives(experiment: str, stage: Stage, n_units: int, folder: Path) -> lis
     opts.append(("open-mode", "append"))
     if stage.checkpointable:
         opts.append(("signal", f"USR2@{SIGNAL_DELAY_S}"))
+    # On a node failure SLURM requeues a job (when the cluster allows it): right for units that
+    # resume from their checkpoint or predictions, wrong for a command that may not be idempotent.
+    opts.append(("requeue", True) if stage.checkpointable else ("no-requeue", True))
     if stage.after or stage.after_runs:
         # a failed dependency, in this experiment or another, cancels the job: it never hangs
         opts.append(("kill-on-invalid-dep", "yes"))

@@ -64,7 +64,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         "started": time.time(),
     }
     if lead:
-        write_json_atomic(status_path, {**base, "state": RUNNING})
+        write_json_atomic(status_path, {**base, "state": RUNNING})  # a failure here: nothing has run yet
     code, reason = 1, ""
     try:
         result = load_ref(unit.entry)(run_dir=str(run_dir), experiment=experiment, **unit.args.kwargs())
@@ -73,7 +73,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     except Exception as e:  # recorded, then re-raised for the scheduler
         reason = f"{type(e).__name__}: {e}"
         if lead:
-            write_json_atomic(
+            _write_status(
                 status_path, {**base, "state": FAILED, "exit_code": 1, "reason": reason, "ended": time.time()}
             )
         raise
@@ -84,22 +84,27 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     if missing:
         code, reason = 1, f"exited 0 but declared outputs are missing: {', '.join(missing)}"
     if lead:
-        write_json_atomic(
-            status_path,
-            {
-                **base,
-                "state": COMPLETED if code == 0 else FAILED,
-                "exit_code": code,
-                "reason": reason,
-                "ended": time.time(),
-            },
-        )
+        final = {"state": COMPLETED if code == 0 else FAILED, "exit_code": code, "reason": reason}
+        if not _write_status(status_path, {**base, **final, "ended": time.time()}) and code == 0:
+            code = 1  # no COMPLETED on record: say FAILED to the scheduler too, so nothing follows
+            reason = "could not record the unit's end (see above); run it again"
     if code != 0:
         # Exit with the unit's own code (no traceback to bury the command's output): the
         # scheduler's accounting then shows it.
         print(f"orchestrator: unit {unit.run} failed: {reason}", file=sys.stderr, flush=True)
         sys.exit(code)
     return code
+
+
+def _write_status(path: Path, status: dict) -> bool:
+    """Write the status file; on a failed write (a full disk) say why on stderr and go on, so
+    the job's own error is the one the scheduler and the log show."""
+    try:
+        write_json_atomic(path, status)
+        return True
+    except OSError as e:
+        print(f"orchestrator: {e}", file=sys.stderr, flush=True)
+        return False
 
 
 class UnitJob:

@@ -15,6 +15,7 @@
 #SBATCH --output=/orch-home/logs/golden/_jobs/prepare/%j_0_log.out
 #SBATCH --error=/orch-home/logs/golden/_jobs/prepare/%j_0_log.err
 #SBATCH --open-mode=append
+#SBATCH --no-requeue
 #SBATCH --exclusive
 #SBATCH --mail-type=END
 set -eo pipefail

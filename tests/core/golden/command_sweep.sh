@@ -16,6 +16,7 @@
 #SBATCH --output=/orch-home/logs/golden/_jobs/sweep/%A_%a_0_log.out
 #SBATCH --error=/orch-home/logs/golden/_jobs/sweep/%A_%a_0_log.err
 #SBATCH --open-mode=append
+#SBATCH --no-requeue
 #SBATCH --kill-on-invalid-dep=yes
 #SBATCH --exclusive
 #SBATCH --mail-type=END

@@ -170,6 +170,7 @@ class EvalSpec(BaseSpec):
                     units=tuple(units),
                     after_runs=(dep,) if dep else (),
                     array_parallelism=self.array_parallelism,
+                    checkpointable=True,  # a unit resumes from its predictions file (job.py)
                 )
             )
         return Evaluation(arms, stages, notes, skipped)
