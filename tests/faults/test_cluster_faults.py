@@ -117,7 +117,12 @@ stages:
     jobs = Registry().db.execute("SELECT stage FROM jobs WHERE experiment = 'tensub' ORDER BY id").fetchall()
     assert [j[0] for j in jobs] == ["a", "b"]
     final = wait_final("tensub", timeout=180)
-    assert {r: t.state for r, t in final.items()} == {"a-0": "COMPLETED", "a-1": "COMPLETED", "a-2": "COMPLETED", "b": "COMPLETED"}
+    assert {r: t.state for r, t in final.items()} == {
+        "a-0": "COMPLETED",
+        "a-1": "COMPLETED",
+        "a-2": "COMPLETED",
+        "b": "COMPLETED",
+    }
     for run in final:
         assert len((paths.run_dir("tensub", run) / "ran.txt").read_text().splitlines()) == 1, run
     sbatched = subprocess.run(
@@ -171,7 +176,9 @@ stages:
     assert wait_final("dbdback")["main"].state == "COMPLETED"
     res = cli("status", "dbdback")
     assert res.code == 0 and "note:" not in res.out
-    figures("slurmdbd-down", down_s=round(back - down), jobs=1, state="COMPLETED", record_in_sacct_after_s=round(recorded))
+    figures(
+        "slurmdbd-down", down_s=round(back - down), jobs=1, state="COMPLETED", record_in_sacct_after_s=round(recorded)
+    )
 
 
 def test_controller_restart_while_jobs_run_and_wait_polls(spec_file, cli, slurm_home):
@@ -226,7 +233,9 @@ stages:
 
 def _qa_rows(n: int) -> str:
     return "".join(
-        json.dumps({"id": f"q{i}", "question": f"what is item {i}?", "context": "c" * (i % 9), "answers": [f"item {i}"]})
+        json.dumps(
+            {"id": f"q{i}", "question": f"what is item {i}?", "context": "c" * (i % 9), "answers": [f"item {i}"]}
+        )
         + "\n"
         for i in range(n)
     )
@@ -254,7 +263,7 @@ def test_node_dies_mid_job_resumable_units_requeue_others_fail(cli, spec_file, s
     command run there. The controller notices (SlurmdTimeout), SLURM requeues the inference
     (--requeue), which resumes from its predictions once the node is back; the command
     (--no-requeue) ends NODE_FAIL with a reason that says to submit again."""
-    n = 400
+    n = 150
     infer = _inference_spec(spec_file, tmp_path, "nodeinf", n, ", sbatch: {nodelist: node1}")
     command = spec_file(
         "nodecmd",
@@ -312,7 +321,9 @@ stages:
 def small_tmpfs(tmp_path):
     mount = tmp_path / "full"
     mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     assert res.returncode == 0, f"mount tmpfs (needs root): {res.stderr}"
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
@@ -336,7 +347,7 @@ def test_results_filesystem_full_then_rerun_completes_exactly_once(cli, spec_fil
     filesystem is full, every result file on it is whole (predictions end on a complete record,
     no temp files), and after space is freed a second submit completes with every example once,
     equal to an uninterrupted run."""
-    n = 300
+    n = 120
     infer = _inference_spec(spec_file, tmp_path, "fullinf", n)
     submit(cli, infer)  # the reference: ORCH_HOME on the ordinary disk
     assert wait_final("fullinf", timeout=600)["tiny__qa"].state == "COMPLETED"

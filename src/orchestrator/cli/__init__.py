@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from orchestrator.core.errors import SchedulerError, UserError
+from orchestrator.core.errors import SchedulerError, StorageError, UserError
 
 COMMANDS = {
     "demo": "the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint → report",
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except SchedulerError as e:
         print(f"scheduler error: {e}", file=sys.stderr)
+        return e.exit_code
+    except StorageError as e:  # e.g. a full disk: the message says what and the fix
+        print(f"error: {e.strerror or e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

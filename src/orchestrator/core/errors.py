@@ -21,3 +21,10 @@ class SchedulerError(Exception):
     """The scheduler refused or failed a call (sbatch, squeue, ...)."""
 
     exit_code = 1
+
+
+class StorageError(OSError):
+    """A result file or the registry could not be written (a full disk, a read-only filesystem):
+    the message names it and says what was kept; nothing is left half-written."""
+
+    exit_code = 1

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.errors import StorageError
+
 SCHEMA_VERSION = 1
 
 
@@ -49,7 +51,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class WriteFailed(OSError):
+class WriteFailed(StorageError):
     """A result file could not be written (typically ENOSPC); the file is as it was before."""
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from orchestrator.core import paths
-from orchestrator.core.registry import Registry, Task
+from orchestrator.core.registry import Registry, RegistryUnwritable, Task
 from orchestrator.core.runner import missing_outputs, read_status
 from orchestrator.core.states import (
     ACTIVE_STATES,
@@ -137,11 +137,17 @@ def refresh(
             changes.append((t, changed))
             for k, v in changed.items():
                 setattr(t, k, v)
-    if changes:
-        registry.update_tasks(changes)
-    named = _name_upstream(registry, [t for t, _ in changes], seen or set())
-    if named:
-        registry.update_tasks(named)
+    try:
+        if changes:
+            registry.update_tasks(changes)
+        named = _name_upstream(registry, [t for t, _ in changes], seen or set())
+        if named:
+            registry.update_tasks(named)
+    except RegistryUnwritable as e:
+        # the states are known, only not saved: show them (the next refresh learns them again)
+        (notes if notes is not None else []).append(f"{e} (states shown are current but not saved)")
+        latest = {(t.job, t.task): t for t in open_tasks}
+        return [latest.get((t.job, t.task), t) for t in registry.tasks(experiment)]
     return registry.tasks(experiment)
 
 

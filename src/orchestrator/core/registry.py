@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core import paths
+from orchestrator.core.errors import StorageError
 from orchestrator.core.states import FINAL_STATES, PENDING
 
 SCHEMA = """
@@ -71,6 +72,10 @@ class Task:
         return self.state in FINAL_STATES
 
 
+class RegistryUnwritable(StorageError):
+    """The registry could not be written (a full disk, a read-only filesystem); nothing changed."""
+
+
 class Registry:
     def __init__(self, path: Path | None = None):
         self.path = path or paths.registry_file()
@@ -86,21 +91,29 @@ class Registry:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: one writer at a time, so two submits cannot both decide to submit."""
+        """BEGIN IMMEDIATE: one writer at a time, so two submits cannot both decide to submit.
+        All or nothing; a registry that cannot be written (a full disk) raises RegistryUnwritable."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as e:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError) and "locked" not in str(e):
+                raise RegistryUnwritable(
+                    f"could not write the job registry {self.path}: {e}; free space on its filesystem and run the "
+                    "command again"
+                ) from e
             raise
-        self.db.execute("COMMIT")
 
     def add_experiment(self, name: str, kind: str, spec_path: str, spec_json: str) -> None:
-        self.db.execute(
-            "INSERT INTO experiments VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-            "kind=excluded.kind, spec_path=excluded.spec_path, spec_json=excluded.spec_json",
-            (name, kind, spec_path, spec_json, time.time()),
-        )
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO experiments VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "kind=excluded.kind, spec_path=excluded.spec_path, spec_json=excluded.spec_json",
+                (name, kind, spec_path, spec_json, time.time()),
+            )
 
     def add_job(
         self,
@@ -114,17 +127,18 @@ class Registry:
         depends_on: list[str],
     ) -> int:
         now = time.time()
-        cur = self.db.execute(
-            "INSERT INTO jobs (scheduler_id, executor, experiment, stage, folder, script, n_tasks, depends_on, submitted)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (scheduler_id, executor, experiment, stage, folder, script, len(runs), ",".join(depends_on), now),
-        )
-        job = cur.lastrowid
-        assert job is not None  # set by every INSERT
-        self.db.executemany(
-            "INSERT INTO tasks (job, task, experiment, run, outputs, state, updated) VALUES (?,?,?,?,?,?,?)",
-            [(job, i, experiment, run, json.dumps(outs), PENDING, now) for i, (run, outs) in enumerate(runs)],
-        )
+        with self.transaction() as db:  # the job and its tasks, or neither
+            cur = db.execute(
+                "INSERT INTO jobs (scheduler_id, executor, experiment, stage, folder, script, n_tasks, depends_on, "
+                "submitted) VALUES (?,?,?,?,?,?,?,?,?)",
+                (scheduler_id, executor, experiment, stage, folder, script, len(runs), ",".join(depends_on), now),
+            )
+            job = cur.lastrowid
+            assert job is not None  # set by every INSERT
+            db.executemany(
+                "INSERT INTO tasks (job, task, experiment, run, outputs, state, updated) VALUES (?,?,?,?,?,?,?)",
+                [(job, i, experiment, run, json.dumps(outs), PENDING, now) for i, (run, outs) in enumerate(runs)],
+            )
         return job
 
     _TASKS = (

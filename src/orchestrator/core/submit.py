@@ -20,7 +20,7 @@ from orchestrator.core.errors import SchedulerError, SpecError
 from orchestrator.core.files import locked
 from orchestrator.core.monitor import refresh
 from orchestrator.core.plan import Stage, Unit, stages_of
-from orchestrator.core.registry import Registry
+from orchestrator.core.registry import Registry, RegistryUnwritable
 from orchestrator.core.render import render_stage
 from orchestrator.core.spec import BaseSpec
 from orchestrator.core.states import ACTIVE_STATES, CANCELLED, COMPLETED
@@ -108,27 +108,34 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
                     job_id = slurm.submit_stage(spec.name, stage, units, plan.scripts[stage.name], deps)
                 else:
                     job_id = local.submit_stage(spec.name, stage, units, deps)
-                registry.add_job(
-                    job_id,
-                    executor,
-                    spec.name,
-                    stage.name,
-                    str(paths.stage_dir(spec.name, stage.name)),
-                    plan.scripts[stage.name] if executor == "slurm" else None,
-                    [(u.run, list(u.outputs)) for u in units],
-                    [d for d in deps],
-                )
+                try:
+                    registry.add_job(
+                        job_id,
+                        executor,
+                        spec.name,
+                        stage.name,
+                        str(paths.stage_dir(spec.name, stage.name)),
+                        plan.scripts[stage.name] if executor == "slurm" else None,
+                        [(u.run, list(u.outputs)) for u in units],
+                        [d for d in deps],
+                    )
+                except Exception:
+                    cancel_job(job_id, executor)  # a job nobody tracks must not run
+                    raise
                 done.append(Submitted(stage.name, job_id, [u.run for u in units], deps))
         except Exception as e:
             for s in done:
                 cancel_job(s.job_id, executor)
             if done:
-                with registry.transaction() as db:
-                    db.execute(
-                        "UPDATE tasks SET state=?, reason='rolled back: a later stage failed to submit' "
-                        "WHERE job IN (SELECT id FROM jobs WHERE scheduler_id IN (%s))" % ",".join("?" * len(done)),
-                        [CANCELLED, *(s.job_id for s in done)],
-                    )
+                try:
+                    with registry.transaction() as db:
+                        db.execute(
+                            "UPDATE tasks SET state=?, reason='rolled back: a later stage failed to submit' "
+                            "WHERE job IN (SELECT id FROM jobs WHERE scheduler_id IN (%s))" % ",".join("?" * len(done)),
+                            [CANCELLED, *(s.job_id for s in done)],
+                        )
+                except RegistryUnwritable:
+                    pass  # the jobs are cancelled; the next refresh records it from the scheduler
             if isinstance(e, (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError)):
                 raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
             raise

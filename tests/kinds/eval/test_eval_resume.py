@@ -6,26 +6,26 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from helpers import kill_at_random_points, timed_run
 from orchestrator.core import paths
 from orchestrator.generation.backends.base import Generation
 from orchestrator.kinds.eval import job as eval_job
 
 N = 11  # examples: batches of 2 leave a short last batch
+LONG = 121  # for ten kills with the real model (its batches take milliseconds)
 
 
-def write_suite(tmp_path: Path, samples: int = 1) -> Path:
+def write_suite(tmp_path: Path, samples: int = 1, n: int = N) -> Path:
     data = tmp_path / "data" / "arith.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(
-        "".join(json.dumps({"id": f"q{i}", "question": f"{i} + 1", "answer": str(i + 1)}) + "\n" for i in range(N))
+        "".join(json.dumps({"id": f"q{i}", "question": f"{i} + 1", "answer": str(i + 1)}) + "\n" for i in range(n))
     )
     suite = tmp_path / "resume.yaml"
     suite.write_text(
@@ -145,10 +145,10 @@ def _count(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_at_several_points_then_resume_equals_uninterrupted(tmp_path, make_experiment):
-    """The real tiny model in a subprocess, killed with SIGKILL during start-up and after
-    batches 1, 3 and 4: the resumed file has every example once, as the uninterrupted run."""
-    suite = write_suite(tmp_path)
+def test_sigkill_at_ten_random_points_then_resume_equals_uninterrupted(tmp_path, make_experiment):
+    """The real tiny model in a subprocess, SIGKILLed at 10 random points (seeded): start-up,
+    mid-batch, between batches. The resumed file has every example once, as the uninterrupted run."""
+    suite = write_suite(tmp_path, n=LONG)
     make_experiment("ref", {"a": [0.1]})
     make_experiment("exp", {"a": [0.1]})
 
@@ -157,34 +157,26 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted(tmp_path, ma
         f.write_text(json.dumps(unit_args(experiment, suite)))
         return f
 
-    assert _eval_process(args_file("ref")).wait(timeout=300) == 0
-    ref_records = {r["id"]: r for r in lines(paths.eval_predictions("ref", "a", "epoch_1", "add"))}
+    ref_pred = paths.eval_predictions("ref", "a", "epoch_1", "add")
+    startup_s, batch_s = timed_run(lambda: _eval_process(args_file("ref")), ref_pred, batches=(LONG + 1) // 2)
+    ref_records = {r["id"]: r for r in lines(ref_pred)}
     reference = json.loads(paths.eval_result("ref", "a", "epoch_1", "add").read_text())
-    assert len(ref_records) == N
+    assert len(ref_records) == LONG
 
     pred = paths.eval_predictions("exp", "a", "epoch_1", "add")
-    kills, kept = [], b""
-    for threshold in (0, 2, 6, 8):  # 0: during start-up / model load; then after batches 1, 3, 4
-        proc = _eval_process(args_file("exp"))
-        started = time.monotonic()
-        while proc.poll() is None:
-            if (threshold == 0 and time.monotonic() - started > 1.0) or (threshold and _count(pred) >= threshold):
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.005)
-        kills.append((proc.wait(timeout=60), _count(pred)))
-        data = pred.read_bytes() if pred.exists() else b""
-        assert data.startswith(kept)  # what an earlier run wrote is never rewritten
-        kept = data[: data.rfind(b"\n") + 1]
-    assert all(code == -signal.SIGKILL for code, _ in kills), kills
-    assert kills[0][1] == 0 and all(n < N for _, n in kills)
+    kills = kill_at_random_points(
+        lambda: _eval_process(args_file("exp")), pred, 10, seed=11, startup_s=startup_s, batch_s=batch_s
+    )
+    assert len(kills) == 10 and all(at < LONG for _, at in kills)
     assert not paths.eval_result("exp", "a", "epoch_1", "add").exists()
+    kept = pred.read_bytes()
+    kept = kept[: kept.rfind(b"\n") + 1]
     assert _eval_process(args_file("exp")).wait(timeout=300) == 0
 
     resumed = lines(pred)
     assert pred.read_bytes().startswith(kept)  # what was on disk is kept, not generated again
     ids = [r["id"] for r in resumed]
-    assert len(ids) == len(set(ids)) == N  # none missing, none twice
+    assert len(ids) == len(set(ids)) == LONG  # none missing, none twice
     for r in resumed:
         ref = ref_records[r["id"]]
         assert (r["prediction"], r["scores"], r["correct"], r["completion_tokens"]) == (
