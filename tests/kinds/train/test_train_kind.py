@@ -121,14 +121,22 @@ def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
 
 
 def test_evaluation_every_save_in_the_tiny_preset():
-    """--set evaluation.every_save=true: the demo suite on prepare's val files, the spec's env for
-    the eval jobs; eval/... metrics need it, and name a domain or mean."""
+    """--set evaluation.every_save=true: the demo suite on prepare's held-out files (not the val
+    files the trainer validates on), the spec's env for the eval jobs; eval/... metrics need it,
+    and name a domain or mean."""
+    from orchestrator.kinds.eval.suites import load_suite
+
     spec = load_spec(
         "mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/mean"], name="evx"
     )
-    cfg = stages_of(spec)[1].units[0].args.config
+    prepare, arm = stages_of(spec)[:2]
+    cfg = arm.units[0].args.config
     ev = cfg["evaluation"]
     assert ev["every_save"] is True and ev["suite"] == "demo" and ev["data_root"].endswith("evx/prepare/data")
+    read = {t.name: t.dataset.data_files for t in load_suite("demo", ev["data_root"]).select([])}
+    assert read == {d: f"{ev['data_root']}/{f}_heldout.parquet" for d, f in (("add", "arithmetic"), ("copy", "copy"))}
+    assert not set(read.values()) & {cfg["domains"][d][s] for d in ("arithmetic", "copy") for s in ("train", "val")}
+    assert {"data/arithmetic_heldout.parquet", "data/copy_heldout.parquet"} <= set(prepare.units[0].outputs)
     assert ev["env"] == spec.env.model_dump(mode="json") and ev["resources"]["cpus_per_task"] == 1
     assert "data_root" not in load_spec("mtl-comparison-tiny").arm_config("baseline").evaluation.model_dump(
         exclude_none=True

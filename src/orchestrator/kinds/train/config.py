@@ -179,4 +179,7 @@ class Prepare(Strict):
     tiny_model: dict[str, int] = Field(default_factory=dict)  # kwargs of orchestrator.generation.tiny.build_model
     n_train: int = Field(64, ge=1)
     n_val: int = Field(32, ge=1)
+    # rows of the held-out split per domain: prompts reserved from train and val (kinds/train/data.py),
+    # what the demo suite evaluates (evaluation.data_root defaults to prepare's data/)
+    n_heldout: int = Field(32, ge=1)
     seed: int = 0

@@ -130,9 +130,9 @@ class TrainSpec(BaseSpec):
                 d["train"] = d["train"] or str(paths.prepared_data(self.prepare_dir(), n, "train"))
                 d["val"] = d["val"] or str(paths.prepared_data(self.prepare_dir(), n, "val"))
         ev = deep_merge(shared["evaluation"], self.arms[arm].get("evaluation") or {})
-        if ev.get("every_save"):  # the eval jobs get the spec's env; the demo suite reads prepare's val files
+        if ev.get("every_save"):  # the eval jobs get the spec's env; the demo suite reads prepare's held-out files
             if self.prepare is not None:
-                ev.setdefault("data_root", str(paths.prepared_data(self.prepare_dir(), "-", "val").parent))
+                ev.setdefault("data_root", str(paths.prepared_data(self.prepare_dir(), "-", "heldout").parent))
             shared["evaluation"] = {"env": self.env.model_dump(mode="json"), **ev}
         return TrainConfig.model_validate(deep_merge(shared, self.arms[arm]))
 
