@@ -149,3 +149,29 @@ def test_evaluation_every_save_in_the_tiny_preset():
         load_spec("mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/math/accuracy"])
     ok = ["evaluation.every_save=true", "early_stopping.metric=eval/copy/accuracy"]
     assert load_spec("mtl-comparison-tiny", ok).arm_config("pcgrad").early_stopping.metric == "eval/copy/accuracy"
+
+
+def test_mcnemar_needs_binary_scores_refused_at_validation(tmp_path):
+    """early_stopping.significance_test mcnemar: the demo suite (math, exact; one sample) is 0/1;
+    a task scored by F1 or averaged over samples is refused naming the field and the tasks."""
+    sets = ["evaluation.every_save=true", "early_stopping.metric=eval/mean", "early_stopping.significance=true"]
+    spec = load_spec("mtl-comparison-tiny", [*sets, "early_stopping.significance_test=mcnemar"])
+    assert spec.arm_config("pcgrad").early_stopping.significance_test == "mcnemar"
+    suite = tmp_path / "mixed.yaml"
+    suite.write_text(
+        "name: mixed\ndomains:\n  qa:\n"
+        "    squadish: {data: a.jsonl, prompt: '{{ q }}', gold: a, scorer: squad}\n"
+        "    voted: {data: b.jsonl, prompt: '{{ q }}', gold: a, scorer: exact, samples: 4}\n"
+        "    plain: {data: c.jsonl, prompt: '{{ q }}', gold: a, scorer: exact}\n"
+    )
+    with pytest.raises(SpecError, match=r"significance_test mcnemar needs 0/1 per-example scores") as e:
+        load_spec(
+            "mtl-comparison-tiny", [*sets, f"evaluation.suite={suite}", "early_stopping.significance_test=mcnemar"]
+        )
+    assert "squadish (scorer squad is not 0/1)" in str(e.value) and "voted (4 samples" in str(e.value)
+    assert "plain" not in str(e.value)
+    ok = load_spec("mtl-comparison-tiny", [*sets, f"evaluation.suite={suite}", "evaluation.tasks=[plain]",
+                                            "early_stopping.significance_test=mcnemar"])  # fmt: skip
+    assert ok.arm_config("baseline").evaluation.tasks == ["plain"]
+    with pytest.raises(SpecError, match="significance_test"):
+        load_spec("mtl-comparison-tiny", [*sets, "early_stopping.significance_test=ttest"])
