@@ -26,6 +26,7 @@ def test_shipped_specs_plan_two_arms():
         "patience": 3,
         "min_delta": 0.001,
         "significance": False,
+        "significance_test": "bootstrap",
     }
     # one learner on a GPU per node; Ray's rollout actors get the other GPU, never the learner's
     assert stages[0].template_vars["ray_num_gpus"] == 1 and stages[0].template_vars["ray_learner_gpus"] == 1
