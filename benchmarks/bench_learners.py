@@ -91,8 +91,8 @@ def main() -> int:
         model = build_model(work / "model", hidden=a.hidden, layers=a.layers, heads=4)
         domains = {}
         for i, (d, reward) in enumerate((("arithmetic", "math"), ("copy", "exact"))):
-            train, val = write_synthetic(d, work, a.batch, 8, seed=i)
-            domains[d] = {"train": str(train), "val": str(val), "reward": reward}
+            files = write_synthetic(d, work, a.batch, 8, seed=i)
+            domains[d] = {"train": str(files["train"]), "val": str(files["val"]), "reward": reward}
         cfg = {
             "model": str(model),
             "domains": domains,

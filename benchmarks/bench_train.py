@@ -28,8 +28,8 @@ def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
     model = build_model(work / "model", hidden=hidden, layers=layers, heads=4)
     domains = {}
     for i, (d, reward) in enumerate((("arithmetic", "math"), ("copy", "exact"))):
-        train, val = write_synthetic(d, work, batch, 8, seed=i)
-        domains[d] = {"train": str(train), "val": str(val), "reward": reward}
+        files = write_synthetic(d, work, batch, 8, seed=i)
+        domains[d] = {"train": str(files["train"]), "val": str(files["val"]), "reward": reward}
     cfg = TrainConfig.model_validate(
         {
             "model": str(model),

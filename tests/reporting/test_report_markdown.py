@@ -251,3 +251,48 @@ def test_checkpoint_choice_section(orch_home, tmp_path):
     assert math["heldout"]["low"] < math["b"] < math["heldout"]["high"]
     md = write_report(res, tmp_path / "r").read_text()
     assert "\n## Checkpoint choice\n" in md and "reward-best: `epoch_1`" in md and "held-out-best: `epoch_3`" in md
+
+
+def test_checkpoint_choice_verdict_by_mcnemar_when_configured(orch_home, tmp_path):
+    """summary.json evaluation.significance_test mcnemar: the verdict column is McNemar's exact
+    test over the domain's pooled 0/1 pairs (hand-checked against the binomial p-value), the CI
+    column stays the bootstrap's; fractional scores give no McNemar verdict and a warning."""
+    import json
+    import math
+
+    from orchestrator.core import paths
+
+    training_experiment("mtl")
+    f = paths.run_dir("mtl", "pcgrad") / paths.SUMMARY_FILE
+    s = json.loads(f.read_text())
+    s["best_reward"] = {"epoch": 1, "checkpoint": "epoch_1", "metric": "val/reward_mean", "value": 0.5}
+    s["best_heldout"] = {"epoch": 3, "checkpoint": "epoch_3", "metric": "eval/mean", "value": 0.56}
+    s["evaluation"] = {"significance_test": "mcnemar"}
+    f.write_text(json.dumps(s))
+    res = collect("mtl")
+    (arm,) = build(res)["choice"]["arms"]
+    assert arm["test"] == "mcnemar"
+    math_row = next(d for d in arm["domains"] if d["domain"] == "math")
+    tasks = sorted(
+        t for (a, c, t) in res.per_example if a == "pcgrad" and c == "epoch_1" and (a, "epoch_3", t) in res.per_example
+    )
+    wins = losses = 0
+    for t in tasks:
+        if next(r for r in res.of("eval") if r.task == t).domain != "math":
+            continue
+        a, b = res.per_example[("pcgrad", "epoch_1", t)], res.per_example[("pcgrad", "epoch_3", t)]
+        wins += sum(b[i] > a[i] for i in a.keys() & b.keys())
+        losses += sum(a[i] > b[i] for i in a.keys() & b.keys())
+    n = wins + losses
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n)
+    assert math_row["p"] == pytest.approx(p) and wins > losses
+    assert math_row["mark"] == ("improvement" if p < 0.05 else "")
+    assert math_row["low"] is not None  # the bootstrap's CI, still shown
+    md = write_report(res, tmp_path / "r").read_text()
+    assert "Verdict: McNemar's exact test." in md and "(p = " in md
+
+    for key in [k for k in res.per_example if k[0] == "pcgrad" and k[1] == "epoch_3"]:
+        res.per_example[key] = {i: 0.5 for i in res.per_example[key]}  # e.g. avg@n scores
+    (arm,) = build(res)["choice"]["arms"]
+    assert {d["mark"] for d in arm["domains"]} == {"n/a"}
+    assert any("0/1 per-example scores" in w and "no McNemar verdict" in w for w in res.warnings)

@@ -35,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
                     "--executor",
                     executor,
                     *force,
-                    # a checkpoint every 4 epochs, all kept: an evolution curve worth plotting
-                    "--set",
-                    "trainer.save_freq=4",
+                    # the preset's checkpoint every 2 epochs, more of them kept on disk
                     "--set",
                     "trainer.keep_last=5",
                     # each checkpoint evaluated on the demo suite as it is saved, early stopping on

@@ -211,7 +211,7 @@ def prepared_model(prepare_run_dir: Path) -> Path:
 
 
 def prepared_data(prepare_run_dir: Path, domain: str, split: str) -> Path:
-    """A synthetic domain's verl parquet file; split is "train" or "val"."""
+    """A synthetic domain's verl parquet file; split is "train", "val" or "heldout"."""
     return Path(prepare_run_dir) / "data" / f"{domain}_{split}.parquet"
 
 

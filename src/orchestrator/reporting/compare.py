@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 
 from orchestrator.reporting.table import Results, Row
-from orchestrator.scoring.significance import MIN_PAIRS, Interval, paired_bootstrap
+from orchestrator.scoring.significance import MIN_PAIRS, Interval, McNemar, NotBinaryError, mcnemar, paired_bootstrap
 
 
 def best_checkpoint(curve: list[tuple[int, float]], higher_is_better: bool = True) -> tuple[int, float] | None:
@@ -69,16 +69,16 @@ def _final_checkpoint(prim: dict, arm: str) -> str | None:
     return max(cks)[1] if cks else None
 
 
-def _mark(iv: Interval | None, hib: bool) -> str:
+def _mark(iv: Interval | McNemar | None, hib: bool) -> str:
     """ "n/a" (no per-example data), "too few" (fewer than MIN_PAIRS pairs in a task), "" (not
     significant), "improvement" or "regression"."""
     if iv is None:
         return "n/a"
     if not iv.enough:
         return "too few"
-    if not iv.significant:
+    if not iv.direction:
         return ""
-    return "improvement" if (iv.delta > 0) == hib else "regression"
+    return "improvement" if (iv.direction > 0) == hib else "regression"
 
 
 def comparisons(res: Results, baseline: str | None = None) -> dict | None:
@@ -155,7 +155,9 @@ def _score(res: Results, prim: dict, arm: str, ck: str, tasks: list[str]) -> dic
 def checkpoint_choice(res: Results) -> dict | None:
     """Per arm (summary.json with evaluation.every_save): the reward-best (validation) and the
     held-out-best checkpoint, each one's per-domain held-out score with its CI, and whether the
-    two differ (paired bootstrap of held-out-best − reward-best)."""
+    two differ: the paired bootstrap's CI of held-out-best − reward-best, and the verdict of the
+    arm's configured test (summary.json evaluation.significance_test: bootstrap, or McNemar's
+    exact test with its p-value)."""
     choices: dict[str, dict[str, Row]] = defaultdict(dict)
     for r in res.of("choice"):
         choices[r.arm][r.detail] = r
@@ -165,6 +167,7 @@ def checkpoint_choice(res: Results) -> dict | None:
     out = []
     for arm, ch in sorted(choices.items()):
         rw, ho = ch.get("reward"), ch.get("heldout")
+        test = res.paired_tests.get(arm, "bootstrap")
         domains: dict[str, set[str]] = defaultdict(set)
         hib: dict[str, bool] = {}
         for (a, _, task), r in prim.items():
@@ -176,14 +179,22 @@ def checkpoint_choice(res: Results) -> dict | None:
             tasks = sorted(task_set)
             a = _score(res, prim, arm, rw.checkpoint, tasks) if rw else None
             b = _score(res, prim, arm, ho.checkpoint, tasks) if ho else None
-            iv = None
+            iv, mc, pairs = None, None, []
             if a and b and rw and ho:
                 pairs = [
                     (res.per_example.get((arm, rw.checkpoint, t), {}), res.per_example.get((arm, ho.checkpoint, t), {}))
                     for t in tasks
                 ]
-                iv = paired_bootstrap(pairs) if all(p and q for p, q in pairs) else None
+                if not all(p and q for p, q in pairs):
+                    pairs = []
+                iv = paired_bootstrap(pairs) if pairs else None
             row = _delta_row(a["value"] if a else None, b["value"] if b else None, iv, hib[dom])
+            if test == "mcnemar":  # the verdict is McNemar's; the CI column stays the bootstrap's
+                try:
+                    mc = mcnemar(pairs) if pairs else None
+                except NotBinaryError as e:
+                    res.warnings.append(f"checkpoint choice of {arm}, domain {dom}: {e} (no McNemar verdict)")
+                row.update(mark=_mark(mc, hib[dom]), p=mc.p if mc else None)
             row.update(domain=dom, tasks=len(tasks), reward=a, heldout=b)
             if rw and ho and rw.checkpoint == ho.checkpoint:
                 row["mark"] = "same"
@@ -192,7 +203,8 @@ def checkpoint_choice(res: Results) -> dict | None:
             k: ({"checkpoint": c.checkpoint, "metric": c.metric, "value": c.value} if c else None)
             for k, c in (("reward", rw), ("heldout", ho))
         }
-        out.append({"arm": arm, **pick, "same": bool(rw and ho and rw.checkpoint == ho.checkpoint), "domains": rows})
+        same = bool(rw and ho and rw.checkpoint == ho.checkpoint)
+        out.append({"arm": arm, **pick, "same": same, "test": test, "domains": rows})
     return {"arms": out, "min_pairs": MIN_PAIRS}
 
 

@@ -118,6 +118,9 @@ class Reader:
                     file=relative(summary_path),
                 )
             )
+            ev = s.get("evaluation") if isinstance(s.get("evaluation"), dict) else {}
+            if ev.get("significance_test") in ("bootstrap", "mcnemar"):  # the choice's verdict
+                self.res.paired_tests[str(s.get("arm") or arm)] = ev["significance_test"]
             for which in ("heldout", "reward"):  # evaluation.every_save: the two checkpoint choices
                 choice = s.get(f"best_{which}")
                 if isinstance(choice, dict) and isinstance(choice.get("epoch"), int):

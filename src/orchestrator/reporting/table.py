@@ -94,6 +94,8 @@ class Results:
     # (model, task) → run directories holding it (more than one = a duplicate run)
     inference_runs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # arm → the paired test of its checkpoint choice (summary.json evaluation.significance_test)
+    paired_tests: dict[str, str] = field(default_factory=dict)
 
     def of(self, source: str) -> list[Row]:
         return [r for r in self.rows if r.source == source]

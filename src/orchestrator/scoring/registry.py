@@ -12,6 +12,8 @@ A `Scorer` is a function with what callers need to know about it:
     needs_record      judged on the record (code tests), not on a gold answer
     corpus            scores a whole set at once (`fn(prediction_rows, gold_rows)`), so only
                       `orchestrate score` can use it
+    binary            its score is always 0 or 1 (right or wrong): McNemar's test applies
+                      (scoring/significance.py); unknown (False) for user code
 
 `get_scorer(name_or_ref)` is the one lookup: a registered name, or "package.module:function"
 (resolved by `core.refs`) for user code. A user function may carry `higher_is_better` and
@@ -44,6 +46,7 @@ class Scorer:
     description: str = ""
     needs_record: bool = False
     corpus: bool = False
+    binary: bool = False
 
     def scores(
         self, prediction: Any, gold: Any = None, *, record: Mapping | None = None, timeout_s: float = 10.0
@@ -93,18 +96,18 @@ def _builtin(name: str, fn: Callable[..., Any], metric: str, **kw: Any) -> Score
 SCORERS: dict[str, Scorer] = {
     s.name: s
     for s in (
-        _builtin("exact", scorers.score_exact, "em"),
-        _builtin("math", scorers.score_math, "accuracy"),
-        _builtin("mcq", scorers.score_mcq, "accuracy"),
-        _builtin("boolq", scorers.score_boolq, "accuracy"),
+        _builtin("exact", scorers.score_exact, "em", binary=True),
+        _builtin("math", scorers.score_math, "accuracy", binary=True),
+        _builtin("mcq", scorers.score_mcq, "accuracy", binary=True),
+        _builtin("boolq", scorers.score_boolq, "accuracy", binary=True),
         _builtin("coqa", scorers.score_coqa, "f1"),
         _builtin("squad", scorers.score_squad, "f1"),
-        _builtin("json", scorers.score_json, "accuracy"),
-        _builtin("grid", scorers.score_grid, "accuracy"),
-        _builtin("table", scorers.score_table, "accuracy"),
-        _builtin("humaneval", code_scorers.score_humaneval, "accuracy", needs_record=True),
-        _builtin("mbpp", code_scorers.score_mbpp, "accuracy", needs_record=True),
-        _builtin("livecodebench", code_scorers.score_livecodebench, "accuracy", needs_record=True),
+        _builtin("json", scorers.score_json, "accuracy", binary=True),
+        _builtin("grid", scorers.score_grid, "accuracy", binary=True),
+        _builtin("table", scorers.score_table, "accuracy", binary=True),
+        _builtin("humaneval", code_scorers.score_humaneval, "accuracy", needs_record=True, binary=True),
+        _builtin("mbpp", code_scorers.score_mbpp, "accuracy", needs_record=True, binary=True),
+        _builtin("livecodebench", code_scorers.score_livecodebench, "accuracy", needs_record=True, binary=True),
         _builtin("weighted", weighted_score, "score", corpus=True),
         _builtin("wattbot", wattbot.score_reply, "overall"),
     )

@@ -31,7 +31,7 @@ def test_evaluation_waiting_on_a_cancelled_training_is_cancelled_and_wait_return
     (ckpt / paths.CHECKPOINT_META).write_text(json.dumps({"epoch": 1}))
     data = slurm_home / "data"
     data.mkdir()
-    for task, file in (("add", "arithmetic_val.parquet"), ("copy", "copy_val.parquet")):
+    for task, file in (("add", "arithmetic_heldout.parquet"), ("copy", "copy_heldout.parquet")):
         (data / file).write_text("")  # never read: the only units planned are cancelled
         paths.eval_result("up", "arm", "epoch_1", task).parent.mkdir(parents=True, exist_ok=True)
         paths.eval_result("up", "arm", "epoch_1", task).write_text("{}")

@@ -55,14 +55,19 @@ def eval_mean(exp: str, arm: str, ckpt: str) -> float:
     return sum(r["metrics"][r["primary_metric"]] for r in results) / len(results)
 
 
-def hand_rule(exp: str, arm: str, saved: list[int]) -> int | None:
-    """The checkpoint whose held-out score stops the arm: patience 1, min_delta, min_epochs 2."""
-    best = None
+def hand_rule(
+    exp: str, arm: str, saved: list[int], patience: int = 1, min_delta: float = MIN_DELTA, min_epochs: int = 2
+) -> int | None:
+    """The checkpoint whose held-out score stops the arm: `patience` evaluated checkpoints in a row
+    without a gain > min_delta over the best so far, at a checkpoint epoch >= min_epochs."""
+    best, bad = None, 0
     for n in saved:
         v = eval_mean(exp, arm, paths.checkpoint_name(n))
-        if best is None or v - best > MIN_DELTA:
-            best = v
-        elif n >= 2:
+        if best is None or v - best > min_delta:
+            best, bad = v, 0
+        else:
+            bad += 1
+        if bad >= patience and n >= min_epochs:
             return n
     return None
 
@@ -143,4 +148,40 @@ def test_eval_on_save_locally(cli, orch_home):
     for arm in ("baseline", "pcgrad"):
         check_arm(exp, arm)
     check_registry(exp)
+    check_report(cli, exp)
+
+
+def test_the_issue_command_stops_both_arms_on_the_held_out_score(cli, orch_home):
+    """`orchestrate submit mtl-comparison-tiny --set evaluation.every_save=true --set
+    early_stopping.metric=eval/mean`, the preset's own numbers (save_freq 2, patience 3 evaluated
+    checkpoints, min_epochs 10, decision_lag 1, 20 epochs): both arms stop early, at the
+    checkpoint the hand rule picks over the arrived results, one epoch past it."""
+    from orchestrator.core.spec import load_spec
+
+    cfg = load_spec("mtl-comparison-tiny").arm_config("baseline")  # the preset's numbers, include: resolved
+    es, lag, epochs = cfg.early_stopping, cfg.evaluation.decision_lag, cfg.trainer.epochs
+    assert lag is not None
+    exp = "evsave-issue"
+    res = cli(
+        "submit", "mtl-comparison-tiny", "--executor", "local", "--name", exp,
+        "--set", "evaluation.every_save=true", "--set", "early_stopping.metric=eval/mean",
+        "--set", "wandb.enabled=false",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    tasks = wait_final(exp, timeout=1500, interval=2)
+    assert {t.state for t in tasks.values()} == {"COMPLETED"}, {r: (t.state, t.reason) for r, t in tasks.items()}
+    for arm in ("baseline", "pcgrad"):
+        s = summary(exp, arm)
+        ev = s["evaluation"]
+        saved = sorted(paths.checkpoint_epoch(c) or 0 for c in ev["checkpoints"])
+        assert ev["outstanding"] == [] and all("value" in c for c in ev["checkpoints"].values()), ev
+        assert set(saved) - set(checkpoint.epochs(exp, arm))  # pruned ones were evaluated too
+        stop = hand_rule(exp, arm, saved, es.patience, es.min_delta, es.min_epochs)
+        assert stop is not None and stop + lag < epochs, (saved, stop)
+        assert s["stopped_early"] and "eval/mean" in s["stop_reason"], s["stop_reason"]
+        assert ev["decision"] == {
+            "checkpoint_epoch": stop, "epoch": stop + lag, "epochs_past_decision": lag, "after_training": False
+        }  # fmt: skip
+        assert s["stop_epoch"] == stop + lag and s["best"] == s["best_heldout"]
+        print(f"{arm}: saved {saved}, stop decided for {stop} at {stop + lag}, wall {s['wall_time_s']:.0f}s")
     check_report(cli, exp)

@@ -126,3 +126,48 @@ def test_decision_lag_makes_the_stop_epoch_independent_of_arrival():
     waiting.saved(3)
     waiting.arrive(3, lambda n: None)
     assert waiting.overdue(3)  # the trainer waits here (at most evaluation.wait_s)
+
+
+def test_mcnemar_gates_improvement_by_hand_computed_p():
+    """significance_test mcnemar: checkpoint 2 wins 7 discordant examples and loses 1 against the
+    best (1): p = 2·(1 + 8)/2^8 = 0.0703, no improvement although its mean is higher (the bootstrap
+    calls the same gain significant); 3 wins 9 and loses 0: p = 2/2^9 = 0.0039, an improvement."""
+
+    def right(ids: set[int]) -> list[float]:
+        return [1.0 if i in ids else 0.0 for i in range(40)]
+
+    base = set(range(20))
+    sets = {1: base, 2: (base - {0}) | set(range(20, 27)), 3: base | set(range(20, 29))}
+    made = {}
+    for test in ("mcnemar", "bootstrap"):
+        h = HeldOutStopping("eval/mean", patience=5, significance=True, test=test)
+        for n in sets:
+            h.saved(n)
+        h.arrive(4, lambda n: [result("add", "arithmetic", right(sets[n]))])
+        made[test] = h
+    mc, bs = made["mcnemar"], made["bootstrap"]
+    assert [mc.consumed[n]["improved"] for n in (1, 2, 3)] == [True, False, True]
+    assert mc.consumed[2]["p_vs_best"] == pytest.approx(2 * 9 / 256)
+    assert mc.consumed[3]["p_vs_best"] == pytest.approx(2 / 512)
+    assert mc.consumed[2]["interval_vs_best"] is None and bs.consumed[2]["p_vs_best"] is None
+    assert bs.consumed[2]["improved"]  # the tests differ here: the choice matters
+    assert HeldOutStopping.from_dict(json.loads(json.dumps(mc.to_dict()))).test == "mcnemar"
+
+
+def test_mcnemar_on_non_binary_scores_is_a_clear_error():
+    from orchestrator.core.errors import UserError
+
+    h = HeldOutStopping("eval/mean", significance=True, test="mcnemar")
+    h.saved(1)
+    h.saved(2)
+    scores = {1: [0.0] * 10, 2: [0.5] * 10}  # e.g. avg@n over several samples
+    with pytest.raises(UserError, match=r"early_stopping.significance_test mcnemar.*0/1 per-example scores"):
+        h.arrive(3, lambda n: [result("add", "arithmetic", scores[n])])
+
+
+def test_patience_counts_evaluated_checkpoints_in_the_stop_reason():
+    h = HeldOutStopping("eval/mean", patience=1, min_delta=0.0)
+    for n in (2, 4):
+        h.saved(n)
+    h.arrive(5, lambda n: ckpt(0.5, 0.5))
+    assert h.decided == 4 and "for 1 evaluated checkpoints" in (h.stop_reason or "")

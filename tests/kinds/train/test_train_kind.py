@@ -26,6 +26,7 @@ def test_shipped_specs_plan_two_arms():
         "patience": 3,
         "min_delta": 0.001,
         "significance": False,
+        "significance_test": "bootstrap",
     }
     # one learner on a GPU per node; Ray's rollout actors get the other GPU, never the learner's
     assert stages[0].template_vars["ray_num_gpus"] == 1 and stages[0].template_vars["ray_learner_gpus"] == 1
@@ -121,14 +122,22 @@ def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
 
 
 def test_evaluation_every_save_in_the_tiny_preset():
-    """--set evaluation.every_save=true: the demo suite on prepare's val files, the spec's env for
-    the eval jobs; eval/... metrics need it, and name a domain or mean."""
+    """--set evaluation.every_save=true: the demo suite on prepare's held-out files (not the val
+    files the trainer validates on), the spec's env for the eval jobs; eval/... metrics need it,
+    and name a domain or mean."""
+    from orchestrator.kinds.eval.suites import load_suite
+
     spec = load_spec(
         "mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/mean"], name="evx"
     )
-    cfg = stages_of(spec)[1].units[0].args.config
+    prepare, arm = stages_of(spec)[:2]
+    cfg = arm.units[0].args.config
     ev = cfg["evaluation"]
     assert ev["every_save"] is True and ev["suite"] == "demo" and ev["data_root"].endswith("evx/prepare/data")
+    read = {t.name: t.dataset.data_files for t in load_suite("demo", ev["data_root"]).select([])}
+    assert read == {d: f"{ev['data_root']}/{f}_heldout.parquet" for d, f in (("add", "arithmetic"), ("copy", "copy"))}
+    assert not set(read.values()) & {cfg["domains"][d][s] for d in ("arithmetic", "copy") for s in ("train", "val")}
+    assert {"data/arithmetic_heldout.parquet", "data/copy_heldout.parquet"} <= set(prepare.units[0].outputs)
     assert ev["env"] == spec.env.model_dump(mode="json") and ev["resources"]["cpus_per_task"] == 1
     assert "data_root" not in load_spec("mtl-comparison-tiny").arm_config("baseline").evaluation.model_dump(
         exclude_none=True
@@ -141,3 +150,29 @@ def test_evaluation_every_save_in_the_tiny_preset():
         load_spec("mtl-comparison-tiny", ["evaluation.every_save=true", "early_stopping.metric=eval/math/accuracy"])
     ok = ["evaluation.every_save=true", "early_stopping.metric=eval/copy/accuracy"]
     assert load_spec("mtl-comparison-tiny", ok).arm_config("pcgrad").early_stopping.metric == "eval/copy/accuracy"
+
+
+def test_mcnemar_needs_binary_scores_refused_at_validation(tmp_path):
+    """early_stopping.significance_test mcnemar: the demo suite (math, exact; one sample) is 0/1;
+    a task scored by F1 or averaged over samples is refused naming the field and the tasks."""
+    sets = ["evaluation.every_save=true", "early_stopping.metric=eval/mean", "early_stopping.significance=true"]
+    spec = load_spec("mtl-comparison-tiny", [*sets, "early_stopping.significance_test=mcnemar"])
+    assert spec.arm_config("pcgrad").early_stopping.significance_test == "mcnemar"
+    suite = tmp_path / "mixed.yaml"
+    suite.write_text(
+        "name: mixed\ndomains:\n  qa:\n"
+        "    squadish: {data: a.jsonl, prompt: '{{ q }}', gold: a, scorer: squad}\n"
+        "    voted: {data: b.jsonl, prompt: '{{ q }}', gold: a, scorer: exact, samples: 4}\n"
+        "    plain: {data: c.jsonl, prompt: '{{ q }}', gold: a, scorer: exact}\n"
+    )
+    with pytest.raises(SpecError, match=r"significance_test mcnemar needs 0/1 per-example scores") as e:
+        load_spec(
+            "mtl-comparison-tiny", [*sets, f"evaluation.suite={suite}", "early_stopping.significance_test=mcnemar"]
+        )
+    assert "squadish (scorer squad is not 0/1)" in str(e.value) and "voted (4 samples" in str(e.value)
+    assert "plain" not in str(e.value)
+    ok = load_spec("mtl-comparison-tiny", [*sets, f"evaluation.suite={suite}", "evaluation.tasks=[plain]",
+                                            "early_stopping.significance_test=mcnemar"])  # fmt: skip
+    assert ok.arm_config("baseline").evaluation.tasks == ["plain"]
+    with pytest.raises(SpecError, match="significance_test"):
+        load_spec("mtl-comparison-tiny", [*sets, "early_stopping.significance_test=ttest"])

@@ -72,14 +72,20 @@ class Trainer(Strict):
 
 class EarlyStoppingConfig(Strict):
     enabled: bool = True
-    metric: str = "val/reward_mean"  # any logged validation metric
+    metric: str = "val/reward_mean"  # any logged validation metric, or eval/... (evaluation.every_save)
     mode: Literal["max", "min"] = "max"
-    min_epochs: int = Field(10, ge=0)
+    min_epochs: int = Field(10, ge=0)  # no stop before this epoch (eval/...: the checkpoint's epoch)
+    # bad results in a row before stopping, counted where the metric comes from: validations
+    # (every trainer.test_freq epochs) for val/..., evaluated checkpoints (every saved one: every
+    # trainer.save_freq epochs, reward-best and last) for eval/... (kinds/train/heldout.py)
     patience: int = Field(3, ge=0)
     min_delta: float = Field(0.001, ge=0)
-    # eval/... metrics: an improvement counts only when the paired bootstrap over per-example
-    # scores against the best checkpoint so far excludes zero (scoring/significance.py)
+    # eval/... metrics: an improvement counts only when a paired test over per-example scores
+    # against the best checkpoint so far is significant (scoring/significance.py)
     significance: bool = False
+    # that test, also the report's checkpoint-choice verdict: bootstrap (any scores) or mcnemar
+    # (exact, on discordant pairs; 0/1 scores only: every evaluated task's scorer binary, 1 sample)
+    significance_test: Literal["bootstrap", "mcnemar"] = "bootstrap"
 
 
 class Evaluation(Strict):
@@ -179,4 +185,7 @@ class Prepare(Strict):
     tiny_model: dict[str, int] = Field(default_factory=dict)  # kwargs of orchestrator.generation.tiny.build_model
     n_train: int = Field(64, ge=1)
     n_val: int = Field(32, ge=1)
+    # rows of the held-out split per domain: prompts reserved from train and val (kinds/train/data.py),
+    # what the demo suite evaluates (evaluation.data_root defaults to prepare's data/)
+    n_heldout: int = Field(32, ge=1)
     seed: int = 0

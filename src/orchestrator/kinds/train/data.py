@@ -8,8 +8,10 @@ Existing verl files load as they are; only `prompt` and `reward_model.ground_tru
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.core import files, paths
 from orchestrator.core.errors import UserError
@@ -58,29 +60,67 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- synthetic domains
+#
+# A synthetic domain is a finite set of distinct prompts (its keys: 25 sums, 8 letters). A share
+# of them, chosen from the seed, is reserved for the held-out split: train and val sample only the
+# others, so a held-out score measures answers to prompts the policy was never trained or
+# validated on. (Sampling the held-out rows from all keys would repeat training prompts: with 25
+# sums and 64 training rows nearly every held-out prompt would be a training prompt, and the
+# held-out-best checkpoint would simply be the reward-best one.)
+
+HELDOUT_SHARE = 0.25  # of a domain's keys; at least one key stays on each side
+SPLITS = ("train", "val", "heldout")
+_SPLIT_SEED = {"train": 0, "val": 10_000, "heldout": 20_000}  # disjoint row seeds per split
+_PARTITION_SEED = 30_000  # which keys are held out
 
 
-def arithmetic_rows(n: int, seed: int, max_operand: int = 4) -> list[dict]:
+def arithmetic_keys(max_operand: int = 4) -> list[tuple[int, int]]:
     """'a+b=' -> the single-digit sum (operands 0..max_operand)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
-        rows.append(_row("synthetic/arithmetic", f"{a}+{b}=", str(a + b), "math", i))
-    return rows
+    return [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
 
 
-def copy_rows(n: int, seed: int, alphabet: str = "abcdefgh") -> list[dict]:
+def arithmetic_row(key: tuple[int, int], index: int) -> dict:
+    a, b = key
+    return _row("synthetic/arithmetic", f"{a}+{b}=", str(a + b), "math", index)
+
+
+def copy_keys(alphabet: str = "abcdefgh") -> list[str]:
     """'copy: x' -> 'x' for a single letter x of `alphabet`."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        x = rng.choice(alphabet)
-        rows.append(_row("synthetic/copy", f"copy: {x}", x, "string", i))
+    return list(alphabet)
+
+
+def copy_row(key: str, index: int) -> dict:
+    return _row("synthetic/copy", f"copy: {key}", key, "string", index)
+
+
+SYNTHETIC: dict[str, tuple[Callable[[], list], Callable[[Any, int], dict]]] = {
+    "arithmetic": (arithmetic_keys, arithmetic_row),
+    "copy": (copy_keys, copy_row),
+}
+
+
+def heldout_keys(domain: str, seed: int) -> list:
+    """The keys reserved for the held-out split: a pure function of (domain, seed)."""
+    keys = SYNTHETIC[domain][0]()
+    k = min(len(keys) - 1, max(1, round(HELDOUT_SHARE * len(keys))))
+    return sorted(random.Random(seed + _PARTITION_SEED).sample(keys, k))
+
+
+def synthetic_rows(domain: str, split: str, n: int, seed: int) -> list[dict]:
+    """n rows of `split` (train / val: the keys not held out; heldout: the held-out keys),
+    deterministic from (domain, split, n, seed)."""
+    if domain not in SYNTHETIC:
+        raise UserError(f"no synthetic generator {domain!r}; known: {sorted(SYNTHETIC)}")
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: one of {SPLITS}")
+    make_keys, make_row = SYNTHETIC[domain]
+    held = heldout_keys(domain, seed)
+    keys = held if split == "heldout" else [k for k in make_keys() if k not in held]
+    rng = random.Random(seed + _SPLIT_SEED[split])
+    rows = [make_row(rng.choice(keys), i) for i in range(n)]
+    for r in rows:
+        r["extra_info"]["split"] = split
     return rows
-
-
-SYNTHETIC = {"arithmetic": arithmetic_rows, "copy": copy_rows}
 
 
 def _row(source: str, prompt: str, answer: str, ability: str, index: int) -> dict:
@@ -104,17 +144,15 @@ def write_parquet(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-def write_synthetic(domain: str, prepare_dir: str | Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Path]:
-    """A synthetic domain's train and val files under a prepare run dir (paths.prepared_data;
-    disjoint seeds). Returns (train, val)."""
-    if domain not in SYNTHETIC:
-        raise UserError(f"no synthetic generator {domain!r}; known: {sorted(SYNTHETIC)}")
-    make = SYNTHETIC[domain]
-    train, val = make(n_train, seed), make(n_val, seed + 10_000)
-    for split, rows in (("train", train), ("val", val)):
-        for r in rows:
-            r["extra_info"]["split"] = split
-    return (
-        write_parquet(train, paths.prepared_data(Path(prepare_dir), domain, "train")),
-        write_parquet(val, paths.prepared_data(Path(prepare_dir), domain, "val")),
-    )
+def write_synthetic(
+    domain: str, prepare_dir: str | Path, n_train: int, n_val: int, seed: int, n_heldout: int = 32
+) -> dict[str, Path]:
+    """A synthetic domain's train, val and held-out files under a prepare run dir
+    (paths.prepared_data): split → path. The held-out prompts appear in neither train nor val."""
+    sizes = {"train": n_train, "val": n_val, "heldout": n_heldout}
+    return {
+        split: write_parquet(
+            synthetic_rows(domain, split, n, seed), paths.prepared_data(Path(prepare_dir), domain, split)
+        )
+        for split, n in sizes.items()
+    }

@@ -47,6 +47,7 @@ class EarlyStopping:
         patience: int = 3,
         min_delta: float = 0.0,
         min_epochs: int = 0,
+        counts: str = "validations",  # what patience counts, as the stop reason names it
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -56,6 +57,7 @@ class EarlyStopping:
             raise ValueError(f"min_delta must be >= 0, got {min_delta}")
         self.metric, self.mode = metric, mode
         self.patience, self.min_delta, self.min_epochs = patience, float(min_delta), min_epochs
+        self.counts = counts
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.bad_epochs = 0
@@ -96,7 +98,7 @@ class EarlyStopping:
             )
             self.stopped_epoch = epoch
             self.reason = (
-                f"no improvement > {self.min_delta:g} in {self.metric} for {self.bad_epochs} validations ({best})"
+                f"no improvement > {self.min_delta:g} in {self.metric} for {self.bad_epochs} {self.counts} ({best})"
             )
         return self._decision(self.stopped_epoch is not None, improved, epoch, value)
 
@@ -111,6 +113,7 @@ class EarlyStopping:
             "patience": self.patience,
             "min_delta": self.min_delta,
             "min_epochs": self.min_epochs,
+            "counts": self.counts,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -120,7 +123,7 @@ class EarlyStopping:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EarlyStopping:
-        es = cls(d["metric"], d["mode"], d["patience"], d["min_delta"], d["min_epochs"])
+        es = cls(d["metric"], d["mode"], d["patience"], d["min_delta"], d["min_epochs"], d.get("counts", "validations"))
         es.best_value, es.best_epoch = d["best_value"], d["best_epoch"]
         es.bad_epochs, es.stopped_epoch, es.reason = d["bad_epochs"], d["stopped_epoch"], d["reason"]
         return es

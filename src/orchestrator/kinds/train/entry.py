@@ -20,7 +20,7 @@ from orchestrator.core import paths
 from orchestrator.core.plan import UnitArgs
 from orchestrator.generation.tiny import build_model
 from orchestrator.kinds.train.config import TrainConfig
-from orchestrator.kinds.train.data import write_synthetic
+from orchestrator.kinds.train.data import SPLITS, write_synthetic
 
 
 class PrepareArgs(UnitArgs):
@@ -28,6 +28,7 @@ class PrepareArgs(UnitArgs):
     tiny_model: dict[str, int] = Field(default_factory=dict)  # kwargs of generation.tiny.build_model
     n_train: int = Field(ge=1)
     n_val: int = Field(ge=1)
+    n_heldout: int = Field(32, ge=1)  # the held-out split (demo suite), prompts in neither train nor val
     seed: int = 0
 
     def outputs(self) -> tuple[str, ...]:
@@ -35,13 +36,13 @@ class PrepareArgs(UnitArgs):
         here = Path()
         return (
             str(paths.prepared_model(here) / "config.json"),
-            *(str(paths.prepared_data(here, d, s)) for d in self.domains for s in ("train", "val")),
+            *(str(paths.prepared_data(here, d, s)) for d in self.domains for s in SPLITS),
         )
 
     def describe(self) -> str:
         return (
             f"tiny model + synthetic data for {', '.join(self.domains)} "
-            f"({self.n_train} train / {self.n_val} val rows each), CPU"
+            f"({self.n_train} train / {self.n_val} val / {self.n_heldout} held-out rows each), CPU"
         )
 
 
@@ -53,11 +54,13 @@ def prepare(
     n_train: int,
     n_val: int,
     seed: int,
+    n_heldout: int = 32,
 ) -> int:
-    """Tiny preset's first stage: a tiny random model and synthetic verl parquet files."""
+    """Tiny preset's first stage: a tiny random model and synthetic verl parquet files
+    (train and val for the trainer, heldout for the demo suite)."""
     build_model(paths.prepared_model(Path(run_dir)), seed=seed, **tiny_model)
     for i, d in enumerate(domains):
-        write_synthetic(d, Path(run_dir), n_train, n_val, seed + i)
+        write_synthetic(d, Path(run_dir), n_train, n_val, seed + i, n_heldout)
     print(f"prepared {run_dir}: model/ and data/ for {', '.join(domains)}", file=sys.stderr)
     return 0
 

@@ -43,7 +43,14 @@ class EvalOnSave:
         self.monitors = es.enabled and es.metric.startswith("eval/")  # else: recorded, never stops
         metric = es.metric if self.monitors else "eval/mean"
         self.state = HeldOutStopping(
-            metric, es.mode, es.patience, es.min_delta, es.min_epochs, es.significance, ev.decision_lag
+            metric,
+            es.mode,
+            es.patience,
+            es.min_delta,
+            es.min_epochs,
+            es.significance,
+            lag=ev.decision_lag,
+            test=es.significance_test,
         )
         self.not_submitted: dict[int, str] = {}  # this attempt's failed submits (a requeue tries again)
         self.wait: str | None = None
@@ -177,6 +184,7 @@ class EvalOnSave:
                 "metric": s.metric,
                 "monitored": self.monitors,
                 "significance": s.significance,
+                "significance_test": s.test,  # the report's checkpoint-choice verdict runs it too
                 "checkpoints": {paths.checkpoint_name(n): c for n, c in sorted(s.consumed.items())},
                 "outstanding": [paths.checkpoint_name(n) for n in s.pending],
                 "decision": decision,

@@ -11,8 +11,12 @@ waits for N's (patience counts evaluations, as early_stop.py counts validations)
   evaluation failed or was never submitted: N is skipped, counted neither way).
 - The value: `eval/mean` = mean over tasks of each task's primary metric; `eval/<domain>/<metric>`
   = mean over the domain's tasks of that metric. With `significance`, a better value counts as an
-  improvement only when the paired bootstrap (scoring/significance.py) of the per-example
-  scores against the best checkpoint so far excludes zero in the right direction.
+  improvement only when the paired test `test` (scoring/significance.py: the bootstrap interval
+  excludes zero, or McNemar's p < 0.05) of the per-example scores against the best checkpoint so
+  far is significant in the right direction; too few pairs are never significant. McNemar on a
+  score other than 0/1 is a UserError naming early_stopping.significance_test.
+- `patience` counts evaluated checkpoints (every saved one: periodic, reward-best, last), not
+  epochs; a checkpoint whose evaluation failed counts neither way.
 - The stop decision is EarlyStopping's (min_epochs applies to the checkpoint's epoch); it is
   taken at epoch `now` >= N: `now - N` epochs ran past the decision point.
 - `lag` (evaluation.decision_lag) k: N's decision is taken exactly at epoch N + k, never earlier
@@ -27,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.core.errors import UserError
 from orchestrator.kinds.train.early_stop import Decision, EarlyStopping
 
 Fetch = Callable[[int], "list[dict] | str | None"]
@@ -57,9 +62,10 @@ class HeldOutStopping:
         min_epochs: int = 0,
         significance: bool = False,
         lag: int | None = None,
+        test: str = "bootstrap",
     ) -> None:
-        self.stopping = EarlyStopping(metric, mode, patience, min_delta, min_epochs)  # type: ignore[arg-type]
-        self.significance, self.lag = significance, lag
+        self.stopping = EarlyStopping(metric, mode, patience, min_delta, min_epochs, "evaluated checkpoints")  # type: ignore[arg-type]
+        self.significance, self.lag, self.test = significance, lag, test
         self.pending: list[int] = []  # saved checkpoints (epochs) whose results are not consumed yet
         self.consumed: dict[int, dict[str, Any]] = {}  # epoch → what its results said, and when
         self.best_examples: dict[str, dict[str, float]] = {}  # the best checkpoint's per-example scores
@@ -100,15 +106,24 @@ class HeldOutStopping:
 
     def _decide(self, n: int, now: int, results: list[dict]) -> Decision:
         value, examples = metric_value(self.metric, results)
-        significant, interval = True, None
+        significant, interval, p = True, None, None
         if self.significance and self.best_examples and self.stopping.best_value is not None:
-            from orchestrator.scoring.significance import paired_bootstrap  # numpy
+            from orchestrator.scoring.significance import Interval, NotBinaryError, paired_test  # numpy
 
             pairs = [(self.best_examples[t], examples[t]) for t in sorted(examples) if t in self.best_examples]
-            iv = paired_bootstrap(pairs)
-            significant, interval = False, (None if iv is None else [iv.low, iv.high])
-            if iv is not None and iv.low is not None and iv.high is not None:  # enough pairs
-                significant = iv.low > 0 if self.stopping.mode == "max" else iv.high < 0
+            try:
+                res = paired_test(pairs, self.test)  # type: ignore[arg-type]
+            except NotBinaryError as e:
+                raise UserError(
+                    f"early_stopping.significance_test mcnemar, checkpoint epoch {n} on {self.metric}: {e}; "
+                    "use significance_test: bootstrap for scores other than 0/1"
+                ) from None
+            if isinstance(res, Interval):
+                interval = [res.low, res.high]
+            elif res is not None:
+                p = res.p
+            # too few pairs (or none) is never significant: not an improvement
+            significant = res is not None and res.direction == (1 if self.stopping.mode == "max" else -1)
         d = self.stopping.update(n, {self.metric: value}, significant=significant)
         if d.improved:
             self.best_examples = examples
@@ -118,7 +133,8 @@ class HeldOutStopping:
             "at": now,
             "value": value,
             "improved": d.improved,
-            "interval_vs_best": interval,
+            "interval_vs_best": interval,  # bootstrap
+            "p_vs_best": p,  # mcnemar
             "tasks": {r["task"]: float(r["metrics"][r["primary_metric"]]) for r in results},
         }
         return d
@@ -133,6 +149,7 @@ class HeldOutStopping:
         return {
             "stopping": self.stopping.to_dict(),
             "significance": self.significance,
+            "test": self.test,
             "lag": self.lag,
             "pending": list(self.pending),
             "consumed": {str(k): v for k, v in self.consumed.items()},
@@ -143,7 +160,7 @@ class HeldOutStopping:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeldOutStopping:
-        h = cls(significance=d["significance"], lag=d.get("lag"))
+        h = cls(significance=d["significance"], lag=d.get("lag"), test=d.get("test", "bootstrap"))
         h.stopping = EarlyStopping.from_dict(d["stopping"])
         h.pending = list(d["pending"])
         h.consumed = {int(k): v for k, v in d["consumed"].items()}

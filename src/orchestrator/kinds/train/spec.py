@@ -66,6 +66,7 @@ class TrainSpec(BaseSpec):
                 raise ValueError(f"arms.{arm}: {e}") from None
             self._check_gpus(arm, cfg)
             self._check_eval_metric(arm, cfg)
+            self._check_paired_test(arm, cfg)
         if self.prepare is not None:
             unknown = set(self.domains) - set(SYNTHETIC)
             if unknown and any(self.domains[d].train is None for d in unknown):
@@ -88,6 +89,29 @@ class TrainSpec(BaseSpec):
             raise ValueError(
                 f"arms.{arm}: early_stopping.metric {cfg.early_stopping.metric!r}: suite {ev.suite} has no "
                 f"domain {parts[1]!r} among the evaluated tasks (domains: {', '.join(domains)})"
+            )
+
+    @staticmethod
+    def _check_paired_test(arm: str, cfg: TrainConfig) -> None:
+        """McNemar's test needs 0/1 per-example scores: one sample per example and a binary scorer
+        for every evaluated task (refused now; a user scorer is checked on its scores, at decision
+        time, kinds/train/heldout.py)."""
+        if cfg.early_stopping.significance_test != "mcnemar" or not cfg.evaluation.every_save:
+            return
+        from orchestrator.kinds.eval.suites import load_suite  # yaml only
+        from orchestrator.scoring.registry import SCORERS
+
+        ev, bad = cfg.evaluation, []
+        for t in load_suite(ev.suite, ev.data_root).select(ev.tasks):
+            if t.generation.samples > 1:
+                bad.append(f"{t.name} ({t.generation.samples} samples: its per-example score is a fraction)")
+            elif t.scorer in SCORERS and not SCORERS[t.scorer].binary:
+                bad.append(f"{t.name} (scorer {t.scorer} is not 0/1)")
+        if bad:
+            raise ValueError(
+                f"arms.{arm}: early_stopping.significance_test mcnemar needs 0/1 per-example scores; suite "
+                f"{ev.suite}: {', '.join(bad)}: use significance_test: bootstrap, or leave those tasks out "
+                "(evaluation.tasks)"
             )
 
     def learner_gpus_per_node(self, cfg: TrainConfig) -> int:
@@ -130,9 +154,9 @@ class TrainSpec(BaseSpec):
                 d["train"] = d["train"] or str(paths.prepared_data(self.prepare_dir(), n, "train"))
                 d["val"] = d["val"] or str(paths.prepared_data(self.prepare_dir(), n, "val"))
         ev = deep_merge(shared["evaluation"], self.arms[arm].get("evaluation") or {})
-        if ev.get("every_save"):  # the eval jobs get the spec's env; the demo suite reads prepare's val files
+        if ev.get("every_save"):  # the eval jobs get the spec's env; the demo suite reads prepare's held-out files
             if self.prepare is not None:
-                ev.setdefault("data_root", str(paths.prepared_data(self.prepare_dir(), "-", "val").parent))
+                ev.setdefault("data_root", str(paths.prepared_data(self.prepare_dir(), "-", "heldout").parent))
             shared["evaluation"] = {"env": self.env.model_dump(mode="json"), **ev}
         return TrainConfig.model_validate(deep_merge(shared, self.arms[arm]))
 
