@@ -65,6 +65,8 @@ def test_while_running(registry, monkeypatch):
 
 
 def test_after_the_end(registry, monkeypatch):
+    replay(monkeypatch, "running")
+    assert {t.run: t.reason for t in monitor.refresh(registry, "rec")}["a-3"] == "JobArrayTaskLimit"
     replay(monkeypatch, "done")
     tasks = {t.run: t for t in monitor.refresh(registry, "rec")}
     assert {r: (t.state, t.exit_code) for r, t in tasks.items()} == {
@@ -78,6 +80,7 @@ def test_after_the_end(registry, monkeypatch):
         "timeout": ("TIMEOUT", 0),
     }
     assert tasks["dependent"].node is None  # sacct's 'None assigned'
+    assert tasks["a-3"].reason is None and tasks["a-2"].reason == "exit code 3"  # no stale reason to wait
     # every task is final now: the next refresh asks the scheduler nothing
     calls = replay(monkeypatch, "done")
     monitor.refresh(registry, "rec")

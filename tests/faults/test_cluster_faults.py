@@ -125,14 +125,19 @@ stages:
     }
     for run in final:
         assert len((paths.run_dir("tensub", run) / "ran.txt").read_text().splitlines()) == 1, run
-    sbatched = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-S", since, "--name", "tensub.a,tensub.b", "-o", "JobID"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+
+    def sbatched() -> set[str]:  # the jobs accounting has of this experiment (its records may lag)
+        out = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-S", since, "--name", "tensub.a,tensub.b", "-o", "JobID"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        return {j.split("_")[0] for j in out.split()}
+
+    until("accounting to record both jobs", lambda: len(sbatched()) >= 2, 60, 1)
+    time.sleep(2)
+    assert len(sbatched()) == 2  # accounting agrees: two sbatch calls, not twenty
     skipped = sum("nothing to submit" in out for _, out, _ in results)
-    assert len({j.split("_")[0] for j in sbatched}) == 2  # accounting agrees: two sbatch calls
     assert skipped == 9, [out for _, out, _ in results]
     figures("ten-submits", submits=10, sbatch_jobs=len(jobs), units_run_once=len(final), skipped=skipped)
 

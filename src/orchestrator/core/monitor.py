@@ -22,6 +22,7 @@ from orchestrator.core.states import (
     NEVER_SATISFIED,
     NODE_FAIL,
     PENDING,
+    REQUEUED,
     RUNNING,
     dependency_reason,
     normalise,
@@ -118,6 +119,8 @@ def refresh(
     changes = []
     for t in open_tasks:
         new = updates.get((t.job, t.task), {})
+        if new.get("state") not in (None, PENDING, REQUEUED) and t.state in (PENDING, REQUEUED) and "reason" not in new:
+            new["reason"] = None  # squeue's reason to wait ("Dependency", "Resources") ended with the wait
         if new.get("state") == COMPLETED:
             if new.get("exit_code") not in (0, None):
                 new["state"] = FAILED
