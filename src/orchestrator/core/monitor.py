@@ -154,6 +154,9 @@ def refresh(
     return registry.tasks(experiment)
 
 
+FULL_DISK_BYTES = 1 << 20  # less free than this: "full" (a failed write is the likely cause)
+
+
 def _full_disk(t: Task) -> str:
     """A unit that failed without saying why, on a full results filesystem: most likely a write
     failed there (its own error could not be written either)."""
@@ -164,9 +167,6 @@ def _full_disk(t: Task) -> str:
     if free >= FULL_DISK_BYTES:
         return ""
     return f"; the results filesystem ({paths.home()}) is full ({free // 1024} KiB free): free space and submit again"
-
-
-FULL_DISK_BYTES = 1 << 20
 
 
 def _upstream(registry: Registry, t: Task, ref: str) -> list[Task]:
