@@ -87,6 +87,7 @@ def submission_file(stage_folder: Path, job_id: str) -> Path:
 
 # Inference: model configs, task configs and a run's result files (docs/architecture.md).
 PREDICTIONS_FILE = "predictions.jsonl"
+PROGRESS_FILE = ".progress.json"  # a run's timing and hardware, kept across resumed sessions
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.json"
 

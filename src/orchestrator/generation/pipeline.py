@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, first_by_id, read_jsonl
+from orchestrator.core import paths
+from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, first_by_id, read_json, read_jsonl, write_json_atomic
 from orchestrator.generation.backends.base import Backend, Generation, Request
+from orchestrator.generation.models import ModelConfig
 from orchestrator.generation.task import Sampling, Task
 from orchestrator.scoring.metrics import confidence_from_logprobs
 from orchestrator.scoring.registry import CODE_SCORERS, get_scorer
@@ -194,3 +196,78 @@ def run(
             pool.shutdown()
             backend.close()
     return [done[ex["id"]] for ex in examples]
+
+
+def run_in_job(
+    task: Task,
+    examples: list[dict],
+    out: Path,
+    model: ModelConfig,
+    *,
+    backend: str,
+    backend_options: dict,
+    batch_size: int,
+    device: str,
+    seed: int,
+    started: float,
+) -> tuple[list[dict], dict]:
+    """`run` as a job runs it (inference, RAG): into `out`/predictions.jsonl, the backend opened
+    only when there is work (its load timed), the hardware measured meanwhile, and the run's
+    accounting kept in `out`/.progress.json across resumed sessions, rewritten after every batch:
+    generate_s, completion_tokens, load_time_s, wall_time_s (from `started`), hardware, api (an
+    API backend's calls/retries/back-off). Returns (records, progress)."""
+    from orchestrator.generation.backends import load_backend
+    from orchestrator.generation.hardware import HardwareMonitor
+    from orchestrator.generation.models import disk_size_gb, ensure_built
+
+    progress_file = out / paths.PROGRESS_FILE
+    try:
+        progress = read_json(progress_file)
+    except (OSError, ValueError):
+        progress = {}
+    for key in ("generate_s", "wall_time_s", "completion_tokens"):
+        progress.setdefault(key, 0)
+    opened: list[Backend] = []
+
+    def open_backend() -> Backend:
+        ensure_built(model)
+        t0 = time.perf_counter()
+        options = dict(backend_options)
+        if backend == "transformers":
+            options.setdefault("batch_size", batch_size)
+            options.setdefault("device", device)
+        opened.append(load_backend(backend, model, **options))
+        progress["load_time_s"] = time.perf_counter() - t0
+        return opened[0]
+
+    def on_batch(records: list[dict], gens: list[Generation], latency: float) -> None:
+        progress["completion_tokens"] += sum(g.completion_tokens for g in gens)
+        progress["generate_s"] += latency
+        write_json_atomic(progress_file, progress)
+
+    hw = HardwareMonitor().start()
+    try:
+        records = run(
+            task,
+            examples,
+            out / paths.PREDICTIONS_FILE,
+            open_backend,
+            model=model.name,
+            sampling=task.sampling(model.generation),
+            batch_size=batch_size,
+            seed=seed,
+            on_batch=on_batch,
+        )
+    finally:
+        hw.stop()
+    hardware = hw.metrics()
+    if hardware["gpu_name"] is None and progress.get("hardware"):
+        hardware = progress["hardware"]  # a resumed session that only finalised keeps the GPU session's
+    hardware["model_disk_gb"] = None if model.remote else disk_size_gb(model.path)
+    progress["hardware"] = hardware
+    progress["wall_time_s"] += time.perf_counter() - started
+    stats = getattr(opened[0], "stats", None) if opened else None
+    if stats is not None:
+        progress["api"] = {k: progress.get("api", {}).get(k, 0) + v for k, v in vars(stats).items()}
+    write_json_atomic(progress_file, progress)
+    return records, progress

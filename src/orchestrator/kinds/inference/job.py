@@ -29,13 +29,10 @@ from orchestrator.core import paths
 from orchestrator.core.files import SCHEMA_VERSION, write_atomic, write_json_atomic
 from orchestrator.core.plan import UnitArgs
 from orchestrator.generation import pipeline
-from orchestrator.generation.backends import load_backend
 from orchestrator.generation.examples import build_examples, render_csv_row
-from orchestrator.generation.models import ModelConfig, disk_size_gb, ensure_built
+from orchestrator.generation.models import ModelConfig
 from orchestrator.generation.task import Task
 from orchestrator.scoring.metrics import auroc, expected_calibration_error
-
-PROGRESS_FILE = ".progress.json"  # timing accounting across resumed sessions
 
 
 class InferenceArgs(UnitArgs):
@@ -122,49 +119,18 @@ def run_inference(
         "experiment": experiment,
     }
     examples = build_examples(task_cfg, limit=limit, seed=seed, smoke=smoke)
-    progress = _read_progress(out)
-
-    def open_backend():
-        ensure_built(model_cfg)
-        t0 = time.perf_counter()
-        options = dict(backend_options or {})
-        if backend_name == "transformers":
-            options.setdefault("batch_size", batch_size)
-            options.setdefault("device", device)
-        engine = load_backend(backend_name, model_cfg, **options)
-        progress["load_time_s"] = time.perf_counter() - t0
-        return engine
-
-    def on_batch(records: list[dict], gens: list, latency: float) -> None:
-        progress["completion_tokens"] = progress.get("completion_tokens", 0) + sum(g.completion_tokens for g in gens)
-        progress["generate_s"] = progress.get("generate_s", 0.0) + latency
-        write_json_atomic(out / PROGRESS_FILE, progress)
-
-    from orchestrator.generation.hardware import HardwareMonitor
-
-    hw = HardwareMonitor().start()
-    try:
-        records = pipeline.run(
-            task_cfg,
-            examples,
-            out / paths.PREDICTIONS_FILE,
-            open_backend,
-            model=model_cfg.name,
-            sampling=task_cfg.sampling(model_cfg.generation),
-            batch_size=batch_size,
-            seed=seed,
-            on_batch=on_batch,
-        )
-    finally:
-        hw.stop()
-
-    progress["wall_time_s"] = progress.get("wall_time_s", 0.0) + (time.perf_counter() - started)
-    hardware = hw.metrics()
-    if hardware["gpu_name"] is None and progress.get("hardware"):
-        hardware = progress["hardware"]  # a resumed session that only finalised keeps the GPU session's
-    hardware["model_disk_gb"] = disk_size_gb(model_cfg.path)
-    progress["hardware"] = hardware
-    write_json_atomic(out / PROGRESS_FILE, progress)
+    records, progress = pipeline.run_in_job(
+        task_cfg,
+        examples,
+        out,
+        model_cfg,
+        backend=backend_name,
+        backend_options=backend_options or {},
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        started=started,
+    )
 
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -179,7 +145,7 @@ def run_inference(
         ),
         "wall_time_s": progress["wall_time_s"],
         "load_time_s": progress.get("load_time_s"),
-        "hardware": hardware,
+        "hardware": progress["hardware"],
     }
     write_json_atomic(
         out / paths.RESULTS_FILE, {"schema_version": SCHEMA_VERSION, "config": config, "examples": records}
@@ -191,13 +157,6 @@ def run_inference(
     if wandb is None or wandb.get("enabled", True):
         log_wandb(experiment, out.name, summary, records, wandb or {})
     return 0
-
-
-def _read_progress(out: Path) -> dict:
-    try:
-        return json.loads((out / PROGRESS_FILE).read_text())
-    except (OSError, ValueError):
-        return {"completion_tokens": 0, "generate_s": 0.0}
 
 
 def _write_csv(path: Path, task: Task, records: list[dict], examples: list[dict]) -> None:

@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core import paths
-from orchestrator.core.files import SCHEMA_VERSION, read_json, write_atomic, write_json_atomic
+from orchestrator.core.files import SCHEMA_VERSION, write_atomic, write_json_atomic
 from orchestrator.core.plan import UnitArgs
 from orchestrator.generation.models import ModelConfig
 from orchestrator.kinds.rag.chunking import Chunking
 from orchestrator.kinds.rag.config import Retrieval
 from orchestrator.scoring import wattbot
-
-PROGRESS_FILE = ".progress.json"
 
 
 class IndexArgs(UnitArgs):
@@ -115,9 +113,6 @@ def make_examples(rows: list[dict], hits: list[list], prompt: str, max_chars: in
 
 def rag_answer(run_dir: str, experiment: str, **kw: Any) -> int:
     from orchestrator.generation import pipeline
-    from orchestrator.generation.backends import load_backend
-    from orchestrator.generation.hardware import HardwareMonitor
-    from orchestrator.generation.models import disk_size_gb, ensure_built
     from orchestrator.generation.task import DatasetSpec, Task, TaskGeneration
     from orchestrator.kinds.rag.retrieval import Index
 
@@ -140,49 +135,18 @@ def rag_answer(run_dir: str, experiment: str, **kw: Any) -> int:
         scorer="wattbot",
         generation=TaskGeneration(max_new_tokens=args.max_new_tokens),
     )
-    progress = _read(out / PROGRESS_FILE, {"generate_s": 0.0, "wall_time_s": 0.0})
-    backend_ref: dict[str, Any] = {}
-
-    def open_backend():
-        ensure_built(model)
-        t0 = time.perf_counter()
-        options = dict(args.backend_options)
-        if model.backend == "transformers":
-            options.setdefault("batch_size", args.batch_size)
-            options.setdefault("device", args.device)
-        backend_ref["b"] = load_backend(model.backend, model, **options)
-        progress["load_time_s"] = time.perf_counter() - t0
-        return backend_ref["b"]
-
-    def on_batch(records, gens, latency):
-        progress["generate_s"] += latency
-        write_json_atomic(out / PROGRESS_FILE, progress)
-
-    hw = HardwareMonitor().start()
-    try:
-        records = pipeline.run(
-            task,
-            examples,
-            out / paths.PREDICTIONS_FILE,
-            open_backend,
-            model=model.name,
-            sampling=task.sampling(model.generation),
-            batch_size=args.batch_size,
-            seed=args.seed,
-            on_batch=on_batch,
-        )
-    finally:
-        hw.stop()
-    hardware = hw.metrics()
-    if hardware["gpu_name"] is None and progress.get("hardware"):
-        hardware = progress["hardware"]
-    hardware["model_disk_gb"] = None if model.remote else disk_size_gb(model.path)
-    progress["hardware"] = hardware
-    progress["wall_time_s"] += time.perf_counter() - started
-    stats = getattr(backend_ref.get("b"), "stats", None)
-    if stats is not None:
-        progress["api"] = {k: progress.get("api", {}).get(k, 0) + v for k, v in vars(stats).items()}
-    write_json_atomic(out / PROGRESS_FILE, progress)
+    records, progress = pipeline.run_in_job(
+        task,
+        examples,
+        out,
+        model,
+        backend=model.backend,
+        backend_options=args.backend_options,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+        started=started,
+    )
     finish(out, experiment, args, rows, examples, records, docs, progress, retrieval_s)
     return 0
 
@@ -278,10 +242,3 @@ def finish(out: Path, experiment: str, args: RagArgs, rows, examples, records, d
 
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
-
-
-def _read(path: Path, default: dict) -> dict:
-    try:
-        return {**default, **read_json(path)}
-    except (OSError, ValueError):
-        return dict(default)
