@@ -137,13 +137,6 @@ def _eval_process(args_file: Path) -> subprocess.Popen:
     )
 
 
-def _count(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except OSError:
-        return 0
-
-
 @pytest.mark.slow
 def test_sigkill_at_ten_random_points_then_resume_equals_uninterrupted(tmp_path, make_experiment):
     """The real tiny model in a subprocess, SIGKILLed at 10 random points (seeded): start-up,

@@ -178,13 +178,6 @@ def _infer_process(args_file: Path) -> subprocess.Popen:
     )
 
 
-def _count(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except OSError:
-        return 0
-
-
 @pytest.mark.slow
 def test_sigkill_at_ten_random_points_then_resume_equals_uninterrupted(tmp_path, tiny_model_path, orch_home):
     """The in-job runner SIGKILLed at 10 random points (seeded): start-up, mid-batch, between
