@@ -376,7 +376,9 @@ def test_results_filesystem_full_then_rerun_completes_exactly_once(cli, spec_fil
     for status in small_tmpfs.rglob("status.json"):
         json.loads(status.read_text())
     res = cli("status", "fullinf")
-    assert res.code == 0 and "FAILED" in res.out
+    assert res.code == 0 and "FAILED" in res.out, res.err
+    assert "note: could not write the job registry" in res.out  # the registry is on the full disk too
+    assert "free space and submit again" in " ".join(res.out.split())
 
     filler.unlink()
     submit(cli, infer)

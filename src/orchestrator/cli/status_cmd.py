@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.core.monitor import log_tail, progress, refresh
@@ -159,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
     for r in records:
         for x in r["tasks"]:
             if x.get("log_tail"):
-                console.print(
-                    f"[red]{x['key']} ({x['run']}) {x['state']}[/]: {x['reason'] or ''}\n{x['log_tail']}", markup=False
-                )
+                head = escape(f"{x['key']} ({x['run']}) {x['state']}")
+                console.print(f"[red]{head}[/]: " + escape(f"{x['reason'] or ''}\n{x['log_tail']}"))
     return 0
