@@ -116,11 +116,12 @@ class EvalOnSave:
         return results
 
     def poll(self, now: int) -> str | None:
-        """Consume what arrived (with decision_lag: wait, at most wait_s, for what is due now);
-        the stop reason once a held-out decision stops the arm."""
+        """Consume what arrived (with decision_lag, when the held-out score is monitored: wait, at
+        most wait_s, for what is due now); the stop reason once a held-out decision stops the arm.
+        Results only recorded (early stopping off or on val/...) are never waited for here."""
         self._consume(now)
         start = time.monotonic()
-        while self.state.overdue(now) and time.monotonic() - start < self.cfg.evaluation.wait_s:
+        while self.monitors and self.state.overdue(now) and time.monotonic() - start < self.cfg.evaluation.wait_s:
             time.sleep(POLL_S)
             self._consume(now)
         return self.state.stop_reason if self.monitors else None
