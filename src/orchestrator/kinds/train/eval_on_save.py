@@ -151,14 +151,6 @@ class EvalOnSave:
     def summary(self, stop_epoch: int, reward: EarlyStopping) -> dict[str, Any]:
         """summary.json's keys: best_heldout, best_reward (validation's tracker), evaluation."""
         s, es = self.state, self.state.stopping
-        best = None
-        if es.best_epoch is not None:
-            best = {
-                "epoch": es.best_epoch,
-                "checkpoint": paths.checkpoint_name(es.best_epoch),
-                "metric": s.metric,
-                "value": es.best_value,
-            }
         decision = None
         if s.decided is not None:
             decision = {
@@ -167,17 +159,9 @@ class EvalOnSave:
                 "epochs_past_decision": stop_epoch - s.decided,
                 "after_training": not self.decided_in_training,
             }
-        best_reward = None
-        if reward.best_epoch is not None:
-            best_reward = {
-                "epoch": reward.best_epoch,
-                "checkpoint": paths.checkpoint_name(reward.best_epoch),
-                "metric": reward.metric,
-                "value": reward.best_value,
-            }
         return {
-            "best_heldout": best,
-            "best_reward": best_reward,
+            "best_heldout": _best(es, s.metric),
+            "best_reward": _best(reward, reward.metric),
             "evaluation": {
                 "experiment": self.eval_experiment,
                 "suite": self.cfg.evaluation.suite,
@@ -226,3 +210,15 @@ def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[
     except BaseException:
         spec.release_pins()
         raise
+
+
+def _best(tracker: EarlyStopping, metric: str) -> dict[str, Any] | None:
+    """A tracker's best checkpoint as summary.json names it (None before any value)."""
+    if tracker.best_epoch is None:
+        return None
+    return {
+        "epoch": tracker.best_epoch,
+        "checkpoint": paths.checkpoint_name(tracker.best_epoch),
+        "metric": metric,
+        "value": tracker.best_value,
+    }
