@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from helpers import wait_final
-from orchestrator.core import spec as spec_module
+from orchestrator.core import kinds
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit, UnitArgs
 from orchestrator.core.spec import Environment, Resources, load_spec
@@ -42,7 +42,7 @@ stages:
 
 @pytest.fixture
 def counted(spec_file, monkeypatch):
-    monkeypatch.setitem(spec_module.KINDS, "counted", f"{__name__}:CountedSpec")
+    monkeypatch.setitem(kinds.KINDS, "counted", f"{__name__}:CountedSpec")
     CALLS.clear()
     return lambda description="ok": spec_file("counted", SPEC.format(description=description))
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from orchestrator.core import paths
-from orchestrator.reporting.report import Options, best_checkpoint, build, overfitting, write_report
+from orchestrator.kinds.train.compare import best_checkpoint, overfitting
+from orchestrator.reporting.report import Options, build, write_report
 from orchestrator.reporting.results import collect
 from orchestrator.scoring.significance import paired_bootstrap
 from reporting.fixtures import correctness, sweep_experiment, training_experiment

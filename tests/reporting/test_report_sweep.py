@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from orchestrator.kinds.inference.sweep import ensemble_table, vote
 from orchestrator.reporting.report import build, write_report
 from orchestrator.reporting.results import Example, collect
-from orchestrator.reporting.sweep import ensemble_table, vote
 from reporting.fixtures import MODELS, N_QUESTIONS, sweep_experiment
 
 

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from orchestrator.core import paths
+from orchestrator.core import kinds, paths
 from orchestrator.core.files import write_atomic
-from orchestrator.reporting.report import Options, write_report
-from orchestrator.reporting.results import collect
+from orchestrator.core.registry import Registry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,22 +28,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refresh", action="store_true", help="use the registry as is (no squeue/sacct call)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from orchestrator.reporting import rag
+def _recorded_kind(experiment: str) -> str | None:
+    if not paths.registry_file().exists():
+        return None
+    reg = Registry()
+    try:
+        return reg.kind_of(experiment)
+    finally:
+        reg.close()
 
-    if rag.is_rag_experiment(args.experiment):  # kind rag: its own sections (docs/wattbot.md)
-        out = Path(args.out) if args.out else paths.report_dir(args.experiment)
-        if args.format == "md":
-            print(rag.write_report(args.experiment, out))
-            return 0
-        rows = rag.comparison(rag.load(args.experiment))
-        target = out / f"comparison.{args.format}"
-        text = rag.comparison_csv(rows) if args.format == "csv" else json.dumps(rows, indent=1, sort_keys=True) + "\n"
-        write_atomic(target, text)
-        print(target)
-        return 0
-    res = collect(args.experiment, refresh=not args.no_refresh)
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.reporting.report import Options, write_report
+    from orchestrator.reporting.results import collect
+
     out = Path(args.out) if args.out else paths.report_dir(args.experiment)
+    # A kind may write a report of its own (rag): the kind recorded at submit decides; an experiment
+    # the registry does not know (results copied from elsewhere) asks every kind.
+    recorded = _recorded_kind(args.experiment)
+    candidates = [kinds.get(recorded)] if recorded in kinds.refs() else kinds.all_kinds()
+    for kind in candidates:
+        own = kind.write_report(args.experiment, out, args.format)
+        if own is not None:
+            print(own)
+            return 0
+    res = collect(args.experiment, refresh=not args.no_refresh)
     if args.format == "md":
         target = write_report(res, out, Options(baseline=args.baseline, overfit_threshold=args.overfit_threshold))
     else:

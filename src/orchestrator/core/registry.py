@@ -186,6 +186,11 @@ class Registry:
     def experiments(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM experiments ORDER BY created").fetchall()
 
+    def kind_of(self, experiment: str) -> str | None:
+        """The kind recorded when the experiment was submitted (None: never submitted here)."""
+        row = self.db.execute("SELECT kind FROM experiments WHERE name = ?", (experiment,)).fetchone()
+        return row["kind"] if row else None
+
     @staticmethod
     def _task(r: sqlite3.Row) -> Task:
         d = dict(r)

@@ -16,20 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator.core import paths
-from orchestrator.core.errors import SpecError
-from orchestrator.core.refs import load_ref
-
-# Job kinds register here by import path, so a kind's heavy dependencies load only when used.
-KINDS: dict[str, str] = {
-    "command": "orchestrator.kinds.command.spec:CommandSpec",
-    "judge": "orchestrator.kinds.judge.spec:JudgeSpec",
-    "inference": "orchestrator.kinds.inference.spec:InferenceSpec",
-    "sweep": "orchestrator.kinds.inference.spec:SweepSpec",
-    "eval": "orchestrator.kinds.eval.spec:EvalSpec",
-    "train": "orchestrator.kinds.train.spec:TrainSpec",
-    "rag": "orchestrator.kinds.rag.spec:RagSpec",
-}
+from orchestrator.core import kinds, paths
+from orchestrator.core.errors import SpecError, UserError
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # experiment/stage/run names become path parts
 SLURM_WORD_RE = r"^[A-Za-z0-9_.:+@%-]+$"  # partition, account, qos
@@ -325,9 +313,13 @@ def _control_chars(data: Any, loc: str = "") -> list[str]:
 
 
 def kind_class(kind: Any, shown: str) -> type[BaseSpec]:
-    if kind not in KINDS:
-        raise SpecError(shown, f"kind: {kind!r} is not a job kind; use one of: {', '.join(sorted(KINDS))}")
-    return load_ref(KINDS[kind])
+    """The spec model of a kind, from the kind registry (core/kinds.py: built-in and plugins)."""
+    if not isinstance(kind, str) or kind not in kinds.refs():
+        raise SpecError(shown, f"kind: {kind!r} is not a job kind; use one of: {', '.join(kinds.names())}")
+    try:
+        return kinds.get(kind).spec
+    except (UserError, ValueError) as e:
+        raise SpecError(shown, f"kind: {e}") from None
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel]) -> list[str]:
@@ -384,7 +376,7 @@ def load_spec(ref: str | Path, overrides: Sequence[str] = (), name: str | None =
     if problems:
         raise SpecError(shown, problems)
     if "kind" not in data:
-        raise SpecError(shown, f"kind: required key is missing; use one of: {', '.join(sorted(KINDS))}")
+        raise SpecError(shown, f"kind: required key is missing; use one of: {', '.join(kinds.names())}")
     cls = kind_class(data["kind"], shown)
     try:
         spec = cls.model_validate(data)

@@ -1,1 +1,1 @@
-"""Job kinds. Each module holds one kind's spec model; `spec.KINDS` registers them lazily."""
+"""Job kinds, one folder each; `core/kinds.py` registers them (and those of other packages) lazily."""

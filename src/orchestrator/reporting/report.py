@@ -1,16 +1,16 @@
-"""Pure: results table → report context → markdown (templates/report.md.j2) + PNG plots.
+"""The report frame every kind shares: results table → context → markdown (templates/report.md.j2)
++ PNG plots. The frame draws the overview (jobs, failures), the recommendations and the data
+problems; each kind adds its sections (`Kind.sections`: data, a markdown template, plots, files).
 
 Deterministic: the same Results give byte-identical markdown (sorted everything, fixed float
 formats, no clocks, paths relative to the report) and identical PNGs (Agg backend, fixed size,
 style and dpi, no metadata). Which sections appear depends on what the experiment has: training,
 evaluation, inference, judge verdicts, jobs, in any mix. matplotlib is imported only when plots
-are drawn. The analyses live beside it: `compare` (arms, curves, gradients), `sweep` (inference),
-`judging` (judge verdicts); definitions in docs/results-schema.md.
+are drawn. Definitions in docs/results-schema.md.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +18,16 @@ from typing import Any
 
 import jinja2
 
-from orchestrator.core import paths
+from orchestrator.core import kinds, paths
 from orchestrator.core.files import write_atomic
+from orchestrator.core.kinds import Section
 from orchestrator.core.states import FAILED_STATES
-from orchestrator.reporting import compare, judging, sweep
-from orchestrator.reporting.compare import best_checkpoint, overfitting
-from orchestrator.reporting.formatting import FILTERS, num
+from orchestrator.reporting.formatting import FILTERS
 from orchestrator.reporting.table import Results, Row
 
-__all__ = ["Options", "best_checkpoint", "build", "overfitting", "render_markdown", "write_report"]
+__all__ = ["Options", "build", "render", "render_markdown", "write_report"]
+
+FAILURES_ORDER = 50  # the failed-runs advice: after the training sections' advice, before the runs'
 
 
 @dataclass(frozen=True)
@@ -37,33 +38,9 @@ class Options:
     log_tail_lines: int = 15
 
 
-def _overview(res: Results, arms: list[str], opts: Options) -> dict:
-    """Arms (state, epochs, early stop, best), jobs per stage, failures with their log tails."""
+def _overview(res: Results, opts: Options) -> dict:
+    """Jobs per stage, and failures with their log tails."""
     jobs = res.of("job")
-    by_run = {(r.experiment, r.run): r for r in jobs}
-    summaries = {r.arm: r for r in res.of("train_summary")}
-    last_epoch: dict[str, int] = {}
-    for r in res.of("train"):
-        last_epoch[r.arm] = max(last_epoch.get(r.arm, 0), r.epoch)
-    arm_rows = []
-    for arm in arms:
-        s, job = summaries.get(arm), by_run.get((res.experiment, arm))
-        arm_rows.append(
-            {
-                "arm": arm,
-                "state": job.state if job else "",
-                "node": job.node if job else "",
-                "epochs": last_epoch.get(arm),
-                "wall_hours": job.wall_hours if job and job.wall_hours is not None else (s.wall_hours if s else None),
-                "device_hours": job.device_hours
-                if job and job.device_hours is not None
-                else (s.device_hours if s else None),
-                "stopped_early": s.state == "STOPPED_EARLY" if s else None,
-                "stop_epoch": s.epoch if s else None,
-                "stop_reason": s.detail if s else "",
-                "best": f"{s.metric} = {num(s.value)} at {s.checkpoint}" if s and s.metric else "",
-            }
-        )
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in jobs:
         groups[(r.experiment, r.stage)].append(r)
@@ -97,7 +74,6 @@ def _overview(res: Results, arms: list[str], opts: Options) -> dict:
         if r.state in FAILED_STATES
     ]
     return {
-        "arms": arm_rows,
         "jobs": job_rows,
         "failures": failures,
         "total_wall_hours": sum((r.wall_hours or 0.0 for r in jobs), 0.0),
@@ -105,38 +81,44 @@ def _overview(res: Results, arms: list[str], opts: Options) -> dict:
     }
 
 
+def _failures_advice(overview: dict) -> list[str]:
+    if not overview["failures"]:
+        return []
+    runs = sorted({f["run"] for f in overview["failures"]})
+    return [
+        f"{len(runs)} run(s) failed ({', '.join(runs[:5])}{', ...' if len(runs) > 5 else ''}): "
+        f"see Failures, fix and resubmit (submit skips completed units)."
+    ]
+
+
 # --------------------------------------------------------------------------- assemble
 
 
+def assemble(res: Results, opts: Options = Options()) -> tuple[dict[str, Any], list[Section]]:
+    """The report context and every kind's sections, in report order (`Section.order`, then the
+    kinds' registry order)."""
+    overview = _overview(res, opts)
+    sections = [s for kind in kinds.all_kinds() for s in kind.sections(res, opts)]
+    sections.sort(key=lambda s: s.order)
+    recs = [r for s in sections if s.order < FAILURES_ORDER for r in s.recommendations]
+    recs += _failures_advice(overview)
+    recs += [r for s in sections if s.order >= FAILURES_ORDER for r in s.recommendations]
+    ctx: dict[str, Any] = {"experiment": res.experiment, "overview": overview}
+    for s in sections:
+        ctx.update(s.context)
+    ctx.update(recommendations=recs, warnings=sorted(res.warnings), plots={})
+    return ctx, sections
+
+
 def build(res: Results, opts: Options = Options()) -> dict[str, Any]:
-    """Everything the report shows, as plain data (the plots and the template read only this)."""
-    arms = compare.arms_of(res)
-    overview = _overview(res, arms, opts)
-    cmp = compare.comparisons(res, opts.baseline)
-    evo = compare.evolution(res, opts.overfit_threshold)
-    inference = sweep.section(res, opts.high_latency_factor)
-    judge = judging.section(res)
-    recs = compare.recommendations(cmp, evo, overview)
-    recs += sweep.recommendations(inference) if inference else []
-    recs += judging.recommendations(judge) if judge else []
-    return {
-        "experiment": res.experiment,
-        "overview": overview,
-        "comparison": cmp,
-        "evolution": evo,
-        "choice": compare.checkpoint_choice(res),
-        "gradients": compare.gradients(res),
-        "recommendations": recs,
-        "inference": inference,
-        "judge": judge,
-        "warnings": sorted(res.warnings),
-        "plots": {},
-    }
+    """Everything the report shows, as plain data (the plots and the templates read only this)."""
+    return assemble(res, opts)[0]
 
 
-def render_markdown(ctx: dict[str, Any]) -> str:
+def render(template: Path, ctx: dict[str, Any]) -> str:
+    """A template file (the frame, or a kind's section) with the report's filters."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(paths.templates_dir())),
+        loader=jinja2.FileSystemLoader(str(template.parent)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -144,35 +126,33 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         autoescape=False,
     )
     env.filters.update(FILTERS)
-    return env.get_template("report.md.j2").render(**ctx)
+    return env.get_template(template.name).render(**ctx)
 
 
-def plots(ctx: dict[str, Any]) -> dict[str, bytes]:
-    """name → PNG bytes. Same context, same bytes."""
-    from orchestrator.reporting import plots as plotting
-
-    return plotting.draw_all(ctx)
+def render_markdown(ctx: dict[str, Any], sections: list[Section]) -> str:
+    """The frame, with each kind's sections rendered (with the whole context) into their places."""
+    inside: list[str] = []  # the Overview's
+    after: list[str] = []
+    for s in sections:
+        if s.template is not None:
+            (inside if s.overview else after).append(render(s.template, ctx))
+    return render(paths.templates_dir() / "report.md.j2", {**ctx, "overview_sections": inside, "sections": after})
 
 
 def write_report(res: Results, out_dir: Path | None = None, opts: Options = Options()) -> Path:
-    """report.md, plots/*.png, results.csv/json (and the sweep's and judge's CSV/JSON files) under out_dir."""
+    """report.md, plots/*.png, results.csv/json and the kinds' own files (CSV/JSON) under out_dir."""
     out = out_dir or paths.report_dir(res.experiment)
-    ctx = build(res, opts)
-    images = plots(ctx)
+    ctx, sections = assemble(res, opts)
+    images = {name: data for s in sections if s.plots for name, data in s.plots().items()}
     ctx["plots"] = {name: f"plots/{name}" for name in sorted(images)}
-    markdown = render_markdown(ctx)
+    markdown = render_markdown(ctx, sections)
     for name, data in images.items():
         write_atomic(out / "plots" / name, data)
     write_atomic(out / "results.csv", res.to_csv())
     write_atomic(out / "results.json", res.to_json())
-    inf = ctx["inference"]
-    if inf:
-        write_atomic(out / "results_matrix.csv", sweep.matrix_csv(inf["matrix"]))
-        write_atomic(out / "scaling.csv", sweep.scaling_csv(inf["scaling"]))
-        write_atomic(out / "scaling.json", json.dumps(inf["scaling"]["rows"], indent=1, sort_keys=True) + "\n")
-    judge = ctx["judge"]
-    if judge and judge["matrix"]:
-        write_atomic(out / "judge_matrix.csv", sweep.matrix_csv(judge["matrix"]))
+    for s in sections:
+        for name, text in s.files.items():
+            write_atomic(out / name, text)
     report = out / "report.md"
     write_atomic(report, markdown)
     return report

@@ -1,13 +1,10 @@
 """Read every result file of an experiment into one table (schema: docs/results-schema.md).
 
-Sources, all optional (a report works with training only, evaluation only, inference only, judge
-only, or any mix):
-- training arms   logs/<exp>/<arm>/metrics.jsonl, summary.json                  (readers)
-- evaluation      logs/<exp>/eval/<arm>/<checkpoint>/<task>.json                 (readers)
-- inference runs  logs/<exp>/<model>__<task>/predictions.jsonl, results.json, summary.json (read_runs)
-- judge runs      logs/<exp>/<run>/judged.jsonl, judge_summary.json              (read_runs)
-- the registry    one row per run: state, exit code, node, start/end, wall and device hours, and the
-                  log tail of failed runs                                         (readers)
+Each folder of logs/<experiment>/ is read by the first kind that claims it (`Kind.read`): the
+kind recorded at submit first, then the others in registry order, since an experiment's folder
+may hold results of several kinds (a training experiment holds its evaluations' under eval/).
+The registry gives one row per run: state, exit code, node, start/end, wall and device hours,
+and the log tail of failed runs (readers.Reader.jobs).
 
 A missing or malformed file never stops the aggregation: it becomes a warning naming the file and
 what was wrong, and the rest is read. Pure reading (plus an optional registry refresh).
@@ -15,28 +12,29 @@ what was wrong, and the rest is read. Pure reading (plus an optional registry re
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from orchestrator.core import paths
+from orchestrator.core import kinds, paths
 from orchestrator.core.errors import UserError
-from orchestrator.reporting import rag, read_runs
+from orchestrator.core.kinds import Kind
+from orchestrator.core.registry import Registry
 from orchestrator.reporting.readers import Reader
 from orchestrator.reporting.table import COLUMNS, Example, Judged, Results, Row, row_order
 
 __all__ = ["COLUMNS", "Example", "Judged", "Results", "Row", "collect"]
 
-SKIP_DIRS = {"_jobs", "eval", "report"}
+SKIP_DIRS = {"_jobs", "report"}  # submitit's folders and the report itself
 
 
-def _is_training_dir(d: Path) -> bool:
-    if (d / paths.METRICS_FILE).exists():
-        return True
-    try:
-        s = json.loads((d / paths.SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(s, dict) and "arm" in s
+def reading_order(experiment: str) -> list[Kind]:
+    """Every kind, the one recorded at submit first."""
+    recorded = None
+    if paths.registry_file().exists():
+        reg = Registry()
+        try:
+            recorded = reg.kind_of(experiment)
+        finally:
+            reg.close()
+    every = kinds.all_kinds()
+    return sorted(every, key=lambda k: k.name != recorded)
 
 
 def collect(experiment: str, refresh: bool = False) -> Results:
@@ -48,19 +46,11 @@ def collect(experiment: str, refresh: bool = False) -> Results:
         reader.jobs(experiment, refresh)
         reader.jobs(paths.eval_experiment(experiment), refresh)  # eval-evolution registers its own
     if exp_dir.is_dir():
+        order = reading_order(experiment)
         for d in sorted(
             p for p in exp_dir.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")
         ):
-            if rag.is_rag_dir(d) or (d / paths.RAG_INDEX_INFO_FILE).exists():
-                continue  # kind rag: reporting/rag.py reads these
-            if _is_training_dir(d):
-                reader.training(d)
-            elif read_runs.is_judge_dir(d):
-                read_runs.judge(reader, d)
-            elif read_runs.is_inference_dir(d):
-                read_runs.inference(reader, d)
-        for f in sorted(paths.eval_dir(experiment).glob("*/*/*.json")):
-            reader.evaluation(f, f.parent.parent.name, f.parent.name)
+            any(kind.read(reader, d) for kind in order)
     res = reader.res
     if not exp_dir.is_dir() and not res.rows:
         raise UserError(

@@ -142,6 +142,14 @@ def finite(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def as_int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def as_str(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def relative(p: Path, home: Path | None = None) -> str:
     """`p` relative to ORCH_HOME (as rows and warnings name files)."""
     try:

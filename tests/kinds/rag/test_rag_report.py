@@ -93,7 +93,7 @@ def test_report_sections_files_and_plots(cli, spec_file, rag_files, orch_home, m
 
 
 def test_scaling_rows_are_local_sized_models_smallest_first():
-    from orchestrator.reporting.rag import SCALING_KEYS, scaling
+    from orchestrator.kinds.rag.analysis import SCALING_KEYS, scaling
 
     base = {k: None for k in SCALING_KEYS} | {"config": "c", "api": False}
     rows = [

@@ -1,7 +1,7 @@
-"""The report of a `rag` experiment: model comparison (WattBot score components with bootstrap
-CIs, latency, tokens, cost, energy), the question × run results matrix, ensembles scored like a
-model, an audit, retrieval quality per configuration and the scaling comparison. Pure data here;
-the plots are `rag_plots.py`; `write_report` writes report.md, plots/ and the CSV/JSON files.
+"""The analyses of a `rag` experiment's report: model comparison (WattBot score components with
+bootstrap CIs, latency, tokens, cost, energy), the question × run results matrix, ensembles scored
+like a model, an audit, retrieval quality per configuration and the scaling comparison. Pure data;
+the markdown and files are `report.py`, the plots `plots.py`.
 
 A run dir is a rag run when it holds submission.csv and a summary.json with `retrieval_config`.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core import paths
-from orchestrator.core.files import first_by_id, read_json, read_jsonl, write_atomic
+from orchestrator.core.files import first_by_id, read_json, read_jsonl
 from orchestrator.scoring import wattbot
 
 ENSEMBLES = ("majority", "first_non_blank", "confidence")
@@ -299,116 +299,3 @@ def section(experiment: str) -> dict[str, Any]:
         "states": states,
         "passed": sum(1 for s in states if s["state"] == "COMPLETED"),
     }
-
-
-def _f(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def _ci(value: Any, ci: Any) -> str:
-    return _f(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
-def markdown(ctx: dict[str, Any], plots: list[str]) -> str:
-    lines = [f"# RAG report: {ctx['experiment']}", ""]
-    if ctx["states"]:
-        lines.append(f"{ctx['passed']} of {len(ctx['states'])} runs completed.")
-        lines += [
-            f"- {s['run']}: {s['state']} {s['reason']}".rstrip() for s in ctx["states"] if s["state"] != "COMPLETED"
-        ]
-        lines.append("")
-    lines += ["## Model comparison (95% bootstrap CIs)", ""]
-    lines += [
-        "| run | overall | value_accuracy | ref_overlap | na_recall | latency s | tokens in/out | cost $ | energy Wh |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in ctx["comparison"]:
-        lines.append(
-            f"| {r['run']}{' (API)' if r['api'] else ''} | "
-            + " | ".join(_ci(r[m], r[f"{m}_ci"]) for m in wattbot.METRICS)
-            + f" | {_f(r['latency_s'])} | {r['prompt_tokens']}/{r['completion_tokens']} | {_f(r['cost_usd'], 4)} | {_f(r['energy_wh'])} |"
-        )
-    lines += ["", "Per-question scores of every run: `results_matrix.csv`.", "", "## Ensembles", ""]
-    if ctx["ensembles"]:
-        lines += [
-            "| ensemble | config | members | overall | value_accuracy | ref_overlap | na_recall |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for e in ctx["ensembles"]:
-            lines.append(
-                f"| {e['name']} | {e['config']} | {e['members']} | "
-                + " | ".join(_ci(e[m], e["ci"][m]) for m in wattbot.METRICS)
-                + " |"
-            )
-    else:
-        lines.append("(one model per configuration: nothing to combine)")
-    lines += [
-        "",
-        "## Retrieval quality",
-        "",
-        "| config | retriever | k | recall@k | answerable | retrieval s | mean overall |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in ctx["retrieval"]:
-        lines.append(
-            f"| {r['config']} | {r['retriever']} | {r['k']} | {_f(r['recall_at_k'])} | {r['n_answerable']} | {_f(r['time_s'])} | {_f(r['mean_overall'])} |"
-        )
-    lines += [
-        "",
-        "## Audit",
-        "",
-        "| run | missing tokens | high latency | error rate | malformed rate | score mismatch | duplicate ids | duplicate of |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for a in ctx["audit"]:
-        lines.append(
-            f"| {a['run']} | {a['missing_tokens']} | {a['high_latency']} | {_f(a['error_rate'])} | {_f(a['malformed_rate'])} | "
-            f"{'yes' if a['score_mismatch'] else 'no'} | {a['duplicate_ids']} | {a['duplicate_of'] or '–'} |"
-        )
-    if ctx["scaling"]:
-        lines += [
-            "",
-            "## Scaling",
-            "",
-            "`scaling_comparison.csv` / `.json`: "
-            + ", ".join(f"{r['model']} ({r['params_b']}B): {_f(r['overall'])}" for r in ctx["scaling"]),
-        ]
-    lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def comparison_csv(rows: list[dict]) -> str:
-    keys = [k for k in (rows[0] if rows else {}) if not k.endswith("_ci")]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def write_report(experiment: str, out: Path | None = None) -> Path:
-    from orchestrator.reporting import rag_plots
-
-    out = out or paths.report_dir(experiment)
-    ctx = section(experiment)
-    images = rag_plots.draw_all(ctx)
-    for name, data in images.items():
-        write_atomic(out / "plots" / name, data)
-    m = ctx["matrix"]
-    write_atomic(out / "results_matrix.csv", matrix_csv(m["ids"], m["runs"], m["cells"]))
-    write_atomic(out / "comparison.json", json.dumps(ctx["comparison"], indent=1, sort_keys=True) + "\n")
-    write_atomic(out / "comparison.csv", comparison_csv(ctx["comparison"]))
-    write_atomic(out / "ensembles.json", json.dumps(ctx["ensembles"], indent=1, sort_keys=True) + "\n")
-    write_atomic(out / "audit.json", json.dumps(ctx["audit"], indent=1, sort_keys=True) + "\n")
-    if ctx["scaling"]:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(SCALING_KEYS), lineterminator="\n")
-        w.writeheader()
-        w.writerows(ctx["scaling"])
-        write_atomic(out / "scaling_comparison.csv", buf.getvalue())
-        write_atomic(out / "scaling_comparison.json", json.dumps(ctx["scaling"], indent=1, sort_keys=True) + "\n")
-    report = out / "report.md"
-    write_atomic(report, markdown(ctx, sorted(images)))
-    return report

@@ -1,11 +1,11 @@
-"""The RAG report's plots (drawn from `rag.section`'s context only; the shared style and PNG
-writer of `plots.py`). Local models are circles in blue, API models triangles in orange."""
+"""The RAG report's plots (drawn from `analysis.section`'s context only; the shared style and
+PNG writer of `reporting/plots.py`). Local models are circles in blue, API models triangles in orange."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.reporting.plots import STYLE, _bars, _figure, _png
+from orchestrator.reporting.plots import STYLE, bars, figure, png
 from orchestrator.scoring.wattbot import WEIGHTS
 
 LOCAL = {"marker": "o", "color": "#4C72B0", "label": "local"}
@@ -32,26 +32,26 @@ def _points(ax, rows: list[dict], x: str, y: str, size=None) -> None:
 
 
 def _scatter(rows, x, y, xlabel, ylabel, title, size=None) -> bytes:
-    fig, (ax,) = _figure(1, width=6.0, height=4.0)
+    fig, (ax,) = figure(1, width=6.0, height=4.0)
     _points(ax, rows, x, y, size)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _png(fig)
+    return png(fig)
 
 
 def _size_vs_components(rows: list[dict]) -> bytes:
-    fig, axes = _figure(4, width=3.4, height=3.0)
+    fig, axes = figure(4, width=3.4, height=3.0)
     for ax, metric in zip(axes, ("overall", *WEIGHTS)):
         _points(ax, rows, "params_b", metric)
         ax.set_xlabel("parameters (billions)")
         ax.set_title(metric)
-    return _png(fig)
+    return png(fig)
 
 
 def _breakdown(rows: list[dict]) -> bytes:
     """Stacked weighted components per run: the bar's length is the overall score."""
-    fig, (ax,) = _figure(1, width=6.5, height=max(2.0, 0.35 * len(rows) + 1.2))
+    fig, (ax,) = figure(1, width=6.5, height=max(2.0, 0.35 * len(rows) + 1.2))
     left = [0.0] * len(rows)
     for (metric, w), color in zip(WEIGHTS.items(), ("#4C72B0", "#55A868", "#C44E52")):
         vals = [w * (r[metric] or 0.0) for r in rows]
@@ -62,7 +62,7 @@ def _breakdown(rows: list[dict]) -> bytes:
     ax.set_xlabel("weighted score")
     ax.legend(fontsize=7)
     ax.set_title("Score breakdown per model")
-    return _png(fig)
+    return png(fig)
 
 
 def draw_all(ctx: dict[str, Any]) -> dict[str, bytes]:
@@ -73,7 +73,7 @@ def draw_all(ctx: dict[str, Any]) -> dict[str, bytes]:
     if not rows:
         return out
     with matplotlib.rc_context(STYLE):
-        out["ranking.png"] = _bars(
+        out["ranking.png"] = bars(
             [r["run"] for r in rows], [r["overall"] for r in rows], "Overall ranking (WattBot score)", "score"
         )
         out["score_breakdown.png"] = _breakdown(rows)

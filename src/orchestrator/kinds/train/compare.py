@@ -1,6 +1,6 @@
-"""Training and evaluation analyses of the report: arm against baseline (paired bootstrap),
-learning curves with their best checkpoint and overfitting, gradient-conflict diagnostics, and the
-recommendations they lead to. Pure: Results in, plain data out.
+"""The training experiment's analyses (kind `train`; its rows and its evaluations' rows): arm
+against baseline (paired bootstrap), learning curves with their best checkpoint and overfitting,
+gradient-conflict diagnostics, and the recommendations they lead to. Pure: Results in, plain data out.
 
 Definitions (also in docs/results-schema.md):
 - compared checkpoint of an arm: its last evaluated one (highest epoch);
@@ -293,7 +293,7 @@ def gradients(res: Results) -> dict | None:
     return {"rows": rows, "series": {a: dict(sorted(m.items())) for a, m in sorted(series.items())}}
 
 
-def recommendations(cmp: dict | None, evo: dict | None, overview: dict) -> list[str]:
+def recommendations(cmp: dict | None, evo: dict | None) -> list[str]:
     recs = []
     if cmp:
         for c in cmp["arms"]:
@@ -346,10 +346,4 @@ def recommendations(cmp: dict | None, evo: dict | None, overview: dict) -> list[
         over = [f"{r['domain']} ({r['arm']}, peak epoch {r['best_epoch']})" for r in evo["rows"] if r["overfit"]]
         if over:
             recs.append(f"Overfitting after the peak: {', '.join(over)}: stop there or regularise.")
-    if overview["failures"]:
-        runs = sorted({f["run"] for f in overview["failures"]})
-        recs.append(
-            f"{len(runs)} run(s) failed ({', '.join(runs[:5])}{', ...' if len(runs) > 5 else ''}): "
-            f"see Failures, fix and resubmit (submit skips completed units)."
-        )
     return recs

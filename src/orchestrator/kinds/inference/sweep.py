@@ -1,4 +1,4 @@
-"""Inference-sweep analyses over the examples of many (model, task) runs: the results matrix
+"""Inference-sweep analyses (kind `inference` / `sweep`) over the examples of many (model, task) runs: the results matrix
 (question x model correctness), ensemble voting, the audit, the scaling comparison, and the
 report section and recommendations built from them. Pure.
 
@@ -17,18 +17,11 @@ from typing import Any
 
 from orchestrator.core.states import FAILED_STATES
 from orchestrator.reporting.formatting import num, signed
+from orchestrator.reporting.matrix import latest, results_matrix
 from orchestrator.reporting.table import Example, Results
 from orchestrator.scoring.metrics import normalize_answer
 
 STRATEGIES = ("majority", "first_non_blank", "confidence")
-
-
-def _latest(examples: list[Example]) -> dict[tuple[str, str], dict[str, Example]]:
-    """(task, id) → model → its record; a re-run id (resumed run) keeps its last record."""
-    q: dict[tuple[str, str], dict[str, Example]] = defaultdict(dict)
-    for e in examples:
-        q[(e.task, e.id)][e.model] = e
-    return q
 
 
 def _blank(e: Example) -> bool:
@@ -41,7 +34,7 @@ def scaling(res: Results, models: list[str], size: dict[str, float | None]) -> d
     for r in res.inference_rows():
         metric[(r.arm, r.task)][r.metric] = r.value
     judged: dict[tuple[str, str], list[bool]] = defaultdict(list)
-    for (task, _), by_model in sorted(_latest(res.examples).items()):
+    for (task, _), by_model in sorted(latest(res.examples).items()):
         for m, e in by_model.items():
             if e.correct is not None:
                 judged[(m, task)].append(e.correct)
@@ -98,36 +91,6 @@ def _v(x: Any) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(x) if isinstance(x, float) else str(x)
 
 
-def results_matrix(examples: list[Example], models: list[str]) -> dict[str, Any]:
-    """Question x model correctness (1, 0, or None when the model has no judged answer)."""
-    rows, all_right, none_right, split = [], 0, 0, 0
-    for (task, qid), by_model in sorted(_latest(examples).items()):
-        cells = [None if m not in by_model or by_model[m].correct is None else int(by_model[m].correct) for m in models]
-        judged = [c for c in cells if c is not None]
-        if judged:
-            all_right += all(judged)
-            none_right += not any(judged)
-            split += 0 < sum(judged) < len(judged)
-        rows.append({"task": task, "id": qid, "cells": cells})
-    return {
-        "models": models,
-        "rows": rows,
-        "n": len(rows),
-        "all_correct": all_right,
-        "none_correct": none_right,
-        "disagree": split,
-    }
-
-
-def matrix_csv(matrix: dict[str, Any]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["task", "id", *matrix["models"]])
-    for r in matrix["rows"]:
-        w.writerow([r["task"], r["id"], *("" if c is None else c for c in r["cells"])])
-    return buf.getvalue()
-
-
 def vote(by_model: dict[str, Example], ranking: list[str], strategy: str) -> Example | None:
     """The record whose answer the ensemble gives for one question (None: no model answered).
 
@@ -155,7 +118,7 @@ def ensemble_table(examples: list[Example], ranking: list[str]) -> list[dict[str
     """Per task (and overall): accuracy of each voting strategy next to the best single model,
     over the questions at least one model has a judged answer for."""
     per_task: dict[str, list[dict[str, Example]]] = defaultdict(list)
-    for (task, _), by_model in sorted(_latest(examples).items()):
+    for (task, _), by_model in sorted(latest(examples).items()):
         if any(e.correct is not None for e in by_model.values()):
             per_task[task].append(by_model)
     if len(ranking) < 2:
