@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.core import paths
+from orchestrator.core import kinds, paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import _load_with_includes
@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    print(f"kinds: {', '.join(kinds.names())}")  # built-in and those other packages register
     print(f"specs in {paths.JOBS_DIR}:")
     for f in sorted(paths.JOBS_DIR.glob("*.y*ml")):
         try:

@@ -66,7 +66,8 @@ class Section:
 class Kind(Protocol):
     """What the orchestrator asks of a job kind."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def spec(self) -> type[BaseSpec]:
