@@ -104,5 +104,7 @@ def test_the_check_sees_a_break(tmp_path, monkeypatch):
     assert not allowed("reporting", "kinds/rag") and not allowed("generation", "kinds/train")
     assert allowed("kinds/rag", "reporting") and allowed("cli", "kinds/eval") and allowed("kinds/echo", "core")
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from orchestrator.kinds.train import spec\n    import orchestrator.reporting.table\n")
+    probe.write_text(
+        "def f():\n    from orchestrator.kinds.train import spec\n    import orchestrator.reporting.table\n"
+    )
     assert imports(probe) == {("kinds", "train"), ("reporting", "table")}
