@@ -50,7 +50,9 @@ def collect(experiment: str, refresh: bool = False) -> Results:
         for d in sorted(
             p for p in exp_dir.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")
         ):
-            any(kind.read(reader, d) for kind in order)
+            for kind in order:
+                if kind.read(reader, d):  # claimed: the folder is this kind's
+                    break
     res = reader.res
     if not exp_dir.is_dir() and not res.rows:
         raise UserError(
