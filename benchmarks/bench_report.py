@@ -115,17 +115,16 @@ def build(experiment: str) -> None:
             )
     reg = Registry()
     runs = [(f"run{i}", []) for i in range(1250)]
-    with reg.transaction():
-        job = reg.add_job(
-            "9001",
-            "slurm",
-            experiment,
-            "eval",
-            str(paths.stage_dir(experiment, "eval")),
-            "#SBATCH --gpus-per-node=1\n",
-            runs,
-            [],
-        )
+    job = reg.add_job(  # one transaction of its own
+        "9001",
+        "slurm",
+        experiment,
+        "eval",
+        str(paths.stage_dir(experiment, "eval")),
+        "#SBATCH --gpus-per-node=1\n",
+        runs,
+        [],
+    )
     tasks_ = reg.tasks(experiment)
     reg.update_tasks(
         [
