@@ -20,13 +20,6 @@ from orchestrator.reporting.table import Example, Results, Row, as_int, as_str, 
 TEMPLATE = Path(__file__).with_name("report.md.j2")
 
 
-def read(reader: Reader, run_dir: Path) -> bool:
-    if not is_inference_dir(run_dir):
-        return False
-    _read_run(reader, run_dir)
-    return True
-
-
 def sections(res: Results, opts: Any) -> list[Section]:
     inf = sweep.section(res, opts.high_latency_factor)
     if not inf:
@@ -54,7 +47,10 @@ def is_inference_dir(d: Path) -> bool:
     )
 
 
-def _read_run(reader: Reader, run_dir: Path) -> None:
+def read(reader: Reader, run_dir: Path) -> bool:
+    """An inference run's files → rows and examples; False when the folder is not an inference run."""
+    if not is_inference_dir(run_dir):
+        return False
     res, run = reader.res, run_dir.name
     summary_path = run_dir / paths.SUMMARY_FILE
     s = reader.json_file(summary_path) if summary_path.exists() else None
@@ -68,7 +64,7 @@ def _read_run(reader: Reader, run_dir: Path) -> None:
     base = dict(arm=model, run=run, task=task, domain=domain, file=relative(summary_path))
     if s is None:
         if not examples:
-            return
+            return True
         reader.warn(summary_path, "missing: metrics recomputed from the predictions (unfinished run?)")
         judged = [e.correct for e in examples if e.correct is not None]
         values: dict[str, float | None] = {"accuracy": sum(judged) / len(judged) if judged else None}
@@ -94,6 +90,7 @@ def _read_run(reader: Reader, run_dir: Path) -> None:
         res.rows.append(
             Row("inference", reader.exp, metric=k, value=values[k], higher_is_better=higher_is_better(k), n=n, **base)
         )
+    return True
 
 
 def _examples(reader: Reader, run_dir: Path, run: str, model: str, task: str) -> list[Example]:

@@ -39,13 +39,6 @@ def is_judge_dir(d: Path) -> bool:
     return (d / paths.JUDGED_FILE).exists() or (d / paths.JUDGE_SUMMARY_FILE).exists()
 
 
-def read(reader: Reader, run_dir: Path) -> bool:
-    if not is_judge_dir(run_dir):
-        return False
-    _read_run(reader, run_dir)
-    return True
-
-
 def sections(res: Results, opts: Any) -> list[Section]:
     judge = section(res)
     if not judge:
@@ -57,15 +50,17 @@ def sections(res: Results, opts: Any) -> list[Section]:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_run(reader: Reader, run_dir: Path) -> None:
+def read(reader: Reader, run_dir: Path) -> bool:
     """One judge run: its judged records, and rows from judge_summary.json (overall and per tag
     domain); without the summary (a run still going or killed), the counts come from the records."""
+    if not is_judge_dir(run_dir):
+        return False
     res, run = reader.res, run_dir.name
     judged = _judged(reader, run_dir)
     summary_path = run_dir / paths.JUDGE_SUMMARY_FILE
     s = reader.json_file(summary_path) if summary_path.exists() else None
     if s is None and not judged:
-        return
+        return True
     model, task = _one_of({j.model for j in judged}, run, 0), _one_of({j.task for j in judged}, run, 2)
     if s is None:
         reader.warn(summary_path, "missing: counts recomputed from judged.jsonl (unfinished run?)")
@@ -99,6 +94,7 @@ def _read_run(reader: Reader, run_dir: Path) -> None:
                     **{**base, "domain": dom},
                 )
             )
+    return True
 
 
 def _one_of(values: set[str], run: str, part: int) -> str:

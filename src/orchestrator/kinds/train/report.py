@@ -31,13 +31,6 @@ def is_training_dir(d: Path) -> bool:
     return isinstance(s, dict) and "arm" in s
 
 
-def read(reader: Reader, run_dir: Path) -> bool:
-    if not is_training_dir(run_dir):
-        return False
-    _read_arm(reader, run_dir)
-    return True
-
-
 def sections(res: Results, opts: Any) -> list[Section]:
     cmp = compare.comparisons(res, opts.baseline)
     evo = compare.evolution(res, opts.overfit_threshold)
@@ -96,7 +89,10 @@ def arms(res: Results) -> list[dict]:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_arm(reader: Reader, arm_dir: Path) -> None:
+def read(reader: Reader, arm_dir: Path) -> bool:
+    """A training arm's metrics.jsonl and summary.json → rows; False when the folder is not an arm."""
+    if not is_training_dir(arm_dir):
+        return False
     arm = arm_dir.name
     metrics_path = arm_dir / paths.METRICS_FILE
     rel = relative(metrics_path)
@@ -130,7 +126,7 @@ def _read_arm(reader: Reader, arm_dir: Path) -> None:
     if summary_path.exists():
         s = reader.json_file(summary_path)
         if s is None:
-            return
+            return True
         best = s.get("best") if isinstance(s.get("best"), dict) else {}
         best_epoch = best.get("epoch") if isinstance(best.get("epoch"), int) else None
         stop_epoch = s.get("stop_epoch") if isinstance(s.get("stop_epoch"), int) else None
@@ -177,8 +173,8 @@ def _read_arm(reader: Reader, arm_dir: Path) -> None:
                     )
                 )
 
-
-# --------------------------------------------------------------------------- plots
+    # --------------------------------------------------------------------------- plots
+    return True
 
 
 def _evolution(evo: dict) -> bytes:
