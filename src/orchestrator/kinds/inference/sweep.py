@@ -1,6 +1,6 @@
-"""Inference-sweep analyses (kind `inference` / `sweep`) over the examples of many (model, task) runs: the results matrix
-(question x model correctness), ensemble voting, the audit, the scaling comparison, and the
-report section and recommendations built from them. Pure.
+"""Inference-sweep analyses (kinds `inference`, `sweep`) over the examples of many (model, task)
+runs: the results matrix (question x model correctness), ensemble voting, the audit, the scaling
+comparison, and the report section and recommendations built from them. Pure.
 
 Correctness always comes from each run's own `correct` flag (its task's scorer), so votes need no
 re-scoring: a voted answer is as correct as the run that gave it.
