@@ -170,6 +170,16 @@ def test_a_kind_from_another_package_runs_through_every_command(echo_site, orch_
     ]
 
 
+def test_the_plugin_kind_object_meets_the_protocol(echo_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(echo_site))
+    monkeypatch.setitem(kinds.KINDS, "echo", "echo_kind:KIND")  # as its entry point names it
+    kind = kinds.get("echo")
+    assert isinstance(kind, kinds.Kind) and kind.name == "echo"
+    (record,) = kind.records
+    assert record.__name__ == "Echo" and record(message="hi", length=2).schema_version == 1
+    assert [s.name for s in kind.spec.model_validate({"kind": "echo", "name": "e", "message": "m"}).plan()] == ["echo"]
+
+
 def test_kind_registry_errors_name_the_kinds_and_the_fix(monkeypatch, tmp_path):
     spec = tmp_path / "x.yaml"
     spec.write_text("kind: nope\n")
