@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.scoring.offline import score_file
 
     result = score_file(args.task, Path(args.predictions), Path(args.gold) if args.gold else None)
+    for warning in result.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

@@ -166,7 +166,9 @@ def _coqa_keys(records: list[dict]) -> dict[tuple[str, int], str]:
 
 
 def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
-    """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike): docs/wattbot.md."""
+    """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike), the competition's metric
+    (scoring/wattbot.py): `overall`, `value_accuracy`, `ref_overlap`, `na_recall` at the top and in
+    `metrics`, `per_question`, and `empty_explanations` (rows the competition would refuse) in `warnings`."""
     from orchestrator.scoring import wattbot
 
     if gold is None:
@@ -176,8 +178,14 @@ def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
         result = wattbot.score_rows(preds, golds)
     except (OSError, KeyError, ValueError) as e:
         raise UserError(f"wattbot scoring: {type(e).__name__}: {e} (rows need id, answer_value, ref_id)") from None
-    result.pop("per_question")
-    return result
+    empty = wattbot.empty_explanations(preds) if predictions.suffix.lower() == ".csv" else []
+    warnings = []
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        warnings.append(
+            f"{len(empty)} row(s) with an empty explanation ({shown}): the competition refuses such a submission"
+        )
+    return {**result["metrics"], **result, "empty_explanations": empty, "warnings": warnings}
 
 
 def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
