@@ -52,12 +52,24 @@ def f1(pred: str, gold: str) -> float:
     """Token-level F1 over normalised tokens, counting overlap with multiplicity (Counter &).
 
     Empty handling follows CoQA's `compute_f1`: if either side has no tokens, the score is 1.0
-    when both are empty and 0.0 otherwise. (SQuAD v1.1 would give 0.0 for both-empty; its
-    golds are never empty so the difference does not arise there.)
+    when both are empty and 0.0 otherwise. SQuAD v1.1 differs there: `squad_f1`.
     """
     pred_toks, gold_toks = _tokens(pred), _tokens(gold)
     if not pred_toks or not gold_toks:
         return float(pred_toks == gold_toks)
+    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_toks)
+    recall = num_same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(pred: str, gold: str) -> float:
+    """Token F1 as SQuAD v1.1's `evaluate-v1.1.py` `f1_score`: no common token → 0, so a gold or a
+    prediction that normalises to nothing scores 0 even when both do (gold "the", prediction "a":
+    F1 0, while its exact match is 1 — "" == "")."""
+    pred_toks, gold_toks = normalize_answer(pred).split(), normalize_answer(gold).split()
     num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
     if num_same == 0:
         return 0.0
@@ -90,14 +102,14 @@ def coqa_turn_scores(pred: str, golds: Sequence[str]) -> dict[str, float]:
 
 
 def squad_scores(pred: str, golds: str | Sequence[str]) -> dict[str, float]:
-    """EM and F1 against several golds: the max over golds, as SQuAD v1.1's
+    """EM and F1 (`squad_f1`) against several golds: the max over golds, as SQuAD v1.1's
     `metric_max_over_ground_truths` does."""
     golds = [golds] if isinstance(golds, str) else list(golds)
     if not golds:
         raise ValueError("squad_scores needs at least one gold answer")
     return {
         "em": max(exact_match(pred, g) for g in golds),
-        "f1": max(f1(pred, g) for g in golds),
+        "f1": max(squad_f1(pred, g) for g in golds),
     }
 
 
