@@ -89,7 +89,18 @@ def test_value_rules(pred, gold, same):
     assert wattbot.values_match(pred, gold) is same
 
 
-@pytest.mark.parametrize("value", ["", "  ", "NA", "n/a", "IS_BLANK", "Unable to answer with confidence based on the provided documents, sorry", None])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "  ",
+        "NA",
+        "n/a",
+        "IS_BLANK",
+        "Unable to answer with confidence based on the provided documents, sorry",
+        None,
+    ],
+)
 def test_blank_tokens(value):
     assert wattbot.is_blank(value)
 
@@ -101,7 +112,9 @@ def test_not_blank(value):
 
 def test_ref_sets():
     assert wattbot.ref_set("['A', 'b']") == {"a", "b"}
-    assert wattbot.ref_set("is_blank") == {"is_blank"} == wattbot.ref_set([])  # an empty citation list is written is_blank
+    assert (
+        wattbot.ref_set("is_blank") == {"is_blank"} == wattbot.ref_set([])
+    )  # an empty citation list is written is_blank
     assert wattbot.ref_set("a; b") == {"a; b"}  # not a list: one id
     assert wattbot.ref_set("") == set() == wattbot.ref_set("[]")
     assert wattbot.jaccard(wattbot.ref_set("is_blank"), wattbot.ref_set("[]")) == 0.0
@@ -141,7 +154,9 @@ def test_parse_reply_forms():
 def test_a_failed_parse_says_why_in_the_explanation(reply):
     bad = wattbot.parse_reply(reply)
     assert bad["malformed"] and bad["answer_value"] == "is_blank"
-    assert bad["explanation"].strip() and ("unparsed reply" in bad["explanation"] or bad["explanation"] == "empty reply")
+    assert bad["explanation"].strip() and (
+        "unparsed reply" in bad["explanation"] or bad["explanation"] == "empty reply"
+    )
 
 
 def test_score_command_json_and_empty_explanation_warning(cli):
@@ -165,7 +180,9 @@ def test_jsonl_rows_and_run_records(tmp_path):
     records = tmp_path / "predictions.jsonl"
     records.write_text(
         "".join(
-            json.dumps({"id": p["id"], "prediction": json.dumps({"answer_value": p["answer_value"], "ref_id": p["ref_id"]})})
+            json.dumps(
+                {"id": p["id"], "prediction": json.dumps({"answer_value": p["answer_value"], "ref_id": p["ref_id"]})}
+            )
             + "\n"
             for p in subs
         )

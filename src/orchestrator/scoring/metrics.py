@@ -101,6 +101,56 @@ def coqa_turn_scores(pred: str, golds: Sequence[str]) -> dict[str, float]:
     return {"em": em_sum / len(golds), "f1": f1_sum / len(golds)}
 
 
+# CoQA v1.0's story sources: the official evaluator's domain name for each, in its order; reddit and
+# science are held out of training (out-of-domain), the five others in-domain.
+COQA_DOMAINS = {
+    "mctest": "children_stories",
+    "gutenberg": "literature",
+    "race": "mid-high_school",
+    "cnn": "news",
+    "wikipedia": "wikipedia",
+    "reddit": "reddit",
+    "science": "science",
+}
+COQA_OUT_DOMAIN = frozenset({"reddit", "science"})
+
+
+def coqa_split(source: str | None) -> str | None:
+    """ "in_domain" / "out_domain" for a CoQA story source; None when the story names none.
+    ValueError for a source the official evaluator does not know."""
+    if source is None:
+        return None
+    if source not in COQA_DOMAINS:
+        raise ValueError(f"CoQA story source {source!r} is not one of {', '.join(COQA_DOMAINS)}")
+    return "out_domain" if source in COQA_OUT_DOMAIN else "in_domain"
+
+
+def coqa_domain_scores(turns: Sequence[tuple[str | None, float, float]]) -> dict[str, dict]:
+    """The official CoQA v1.0 breakdown (`get_domain_scores`) from every gold turn's (source, em, f1),
+    an unpredicted turn given as 0, 0: `in_domain`, `out_domain`, `overall` ({em, f1, turns}) and
+    `domains` (the seven domain names, each {em, f1, turns}; 0 for a domain without turns, as the
+    official output). Fractions, not ×100, and not rounded. A turn whose story names no source
+    counts in `overall` only."""
+    totals: dict[str, list[float]] = {k: [0.0, 0.0, 0] for k in (*COQA_DOMAINS, "in_domain", "out_domain", "overall")}
+    for source, em, f1_ in turns:
+        keys = ["overall"] if source is None else ["overall", source, coqa_split(source)]
+        for k in keys:
+            totals[k][0] += em
+            totals[k][1] += f1_
+            totals[k][2] += 1
+
+    def figures(k: str) -> dict:
+        em, f1_, n = totals[k]
+        return {"em": em / max(1, n), "f1": f1_ / max(1, n), "turns": int(n)}
+
+    return {
+        "in_domain": figures("in_domain"),
+        "out_domain": figures("out_domain"),
+        "overall": figures("overall"),
+        "domains": {name: figures(source) for source, name in COQA_DOMAINS.items()},
+    }
+
+
 def squad_scores(pred: str, golds: str | Sequence[str]) -> dict[str, float]:
     """EM and F1 (`squad_f1`) against several golds: the max over golds, as SQuAD v1.1's
     `metric_max_over_ground_truths` does."""

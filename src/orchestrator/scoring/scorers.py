@@ -14,10 +14,17 @@ import json
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.scoring.metrics import coqa_turn_scores, exact_match, normalize_answer, squad_scores
+from orchestrator.scoring.metrics import (
+    COQA_DOMAINS,
+    coqa_split,
+    coqa_turn_scores,
+    exact_match,
+    normalize_answer,
+    squad_scores,
+)
 from orchestrator.scoring.weighted import values_equal
 
 # --------------------------------------------------------------------------- BoolQ
@@ -280,9 +287,16 @@ def score_exact(prediction: str, gold: Any) -> dict[str, float]:
     return {"em": float(any(same_answer(answer, g) for g in _golds(gold)))}
 
 
-def score_coqa(prediction: str, gold: Any) -> dict[str, float]:
-    """EM/F1 with CoQA's leave-one-out multi-gold averaging (see `metrics.coqa_turn_scores`)."""
-    return coqa_turn_scores(prediction, _golds(gold))
+def score_coqa(prediction: str, gold: Any, record: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """EM/F1 with CoQA's leave-one-out multi-gold averaging (see `metrics.coqa_turn_scores`). A turn
+    whose record names its story's `source` also gives `em_in_domain`/`f1_in_domain` (or
+    `_out_domain`): their means over a run are the official in-/out-of-domain figures."""
+    scores = coqa_turn_scores(prediction, _golds(gold))
+    source = (record or {}).get("source")
+    if source in COQA_DOMAINS:  # another dataset in CoQA's format has no such split
+        split = coqa_split(source)
+        scores |= {f"em_{split}": scores["em"], f"f1_{split}": scores["f1"]}
+    return scores
 
 
 def score_squad(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:

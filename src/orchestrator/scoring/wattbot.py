@@ -288,7 +288,11 @@ def parse_reply(text: str) -> dict[str, Any]:
     if text.strip().lower().strip(".\"' ") == BLANK:
         return {**_fields({"answer_value": BLANK}), "format": "labelled", "malformed": False}
     # the submission's explanation says why there is no answer (the competition refuses an empty one)
-    why = f"unparsed reply (no JSON answer, no answer_value line): {text.strip()[:400]}" if text.strip() else "empty reply"
+    why = (
+        f"unparsed reply (no JSON answer, no answer_value line): {text.strip()[:400]}"
+        if text.strip()
+        else "empty reply"
+    )
     return {**_fields({"answer_value": BLANK, "explanation": why}), "format": None, "malformed": True}
 
 
