@@ -123,11 +123,40 @@ def test_math_equal_false(pred, gold):
     assert not math_equal(pred, gold)
 
 
-def test_math_equal_falls_back_without_math_verify(monkeypatch):
-    monkeypatch.setitem(sys.modules, "math_verify", None)  # makes the lazy import fail
-    assert math_equal("2", "2.0")  # float compare
-    assert math_equal("\\dfrac{1}{2}", "\\frac{1}{2}")  # normalised string compare
-    assert not math_equal("\\frac{1}{2}", "0.5")  # needs the real parser
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("\\boxed{1 2}", "12"),  # no whitespace joining inside a number
+        ("1 2", "12"),
+        ("#", "#"),  # math-verify reads no math in it: wrong, even against itself
+        ("\\unknowncmd{1}", "\\unknowncmd{1}"),
+        ("\\frac{1}{2", "0.5"),  # unbalanced: never wrapped in a box
+    ],
+)
+def test_unparseable_or_spaced_answers_are_wrong(pred, gold):
+    assert not math_equal(pred, gold)
+
+
+def test_boxed_fraction_equals_its_decimal():
+    assert (
+        math_equal("\\boxed{\\frac{1}{2}}", "0.5") and score_math("so \\boxed{\\frac{1}{2}}", "0.5")["accuracy"] == 1.0
+    )
+
+
+def test_no_fallback_without_math_verify(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # as if it were not installed
+    with pytest.raises(ImportError):
+        math_equal("2", "2.0")
+
+
+def test_a_parser_crash_is_a_wrong_answer(monkeypatch):
+    import math_verify
+
+    def crash(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(math_verify, "parse", crash)
+    assert not math_equal("2", "2")
 
 
 def test_math_equal_in_worker_thread():
