@@ -335,25 +335,27 @@ def score_reply(prediction: Any, gold: Mapping[str, Any]) -> dict[str, float | N
 
 
 def _columns(per: Sequence[Mapping[str, float | None]]):
-    """value, ref, abstained (0 on answerable rows) and gold-blank flags as numpy arrays."""
+    """Rows × (value, ref, abstained, gold-blank): abstained is 0 on an answerable row."""
     import numpy as np
 
-    value = np.array([p["value_accuracy"] for p in per], dtype=np.float64)
-    refs = np.array([p["ref_overlap"] for p in per], dtype=np.float64)
-    na = np.array([p["na_recall"] or 0.0 for p in per], dtype=np.float64)
-    blank = np.array([p["na_recall"] is not None for p in per], dtype=np.float64)
-    return value, refs, na, blank
+    return np.array(
+        [
+            (p["value_accuracy"], p["ref_overlap"], p["na_recall"] or 0.0, float(p["na_recall"] is not None))
+            for p in per
+        ],
+        dtype=np.float64,
+    ).reshape(len(per), 4)
 
 
-def _statistics(value, refs, na, blank, axis: int = -1):
-    """(overall, value_accuracy, ref_overlap, na_recall) of the rows along `axis` (any leading shape)."""
+def _statistics(means):
+    """(overall, value_accuracy, ref_overlap, na_recall) from column means (… × 4, any leading shape):
+    na_recall is abstained / gold-blank, 1.0 where no row is gold-blank."""
     import numpy as np
 
-    v, r = value.mean(axis=axis), refs.mean(axis=axis)
-    n_blank = blank.sum(axis=axis)
-    recall = np.where(n_blank > 0, na.sum(axis=axis) / np.maximum(n_blank, 1), 1.0)
+    v, r, na, blank = np.moveaxis(means, -1, 0)
+    recall = np.where(blank > 0, na / np.where(blank > 0, blank, 1.0), 1.0)
     total = WEIGHTS["value_accuracy"] * v + WEIGHTS["ref_overlap"] * r + WEIGHTS["na_recall"] * recall
-    return np.stack([total, v, r, recall])
+    return np.stack([total, v, r, recall], axis=-1)
 
 
 def aggregate(per: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
@@ -361,31 +363,22 @@ def aggregate(per: Sequence[Mapping[str, float | None]]) -> dict[str, float | No
     gold-blank rows (1.0 when there is none), and their weighted `overall`."""
     if not per:
         return {m: None for m in METRICS}
-    return {m: float(x) for m, x in zip(METRICS, _statistics(*_columns(per)))}
+    return {m: float(x) for m, x in zip(METRICS, _statistics(_columns(per).mean(axis=0)))}
 
 
 def bootstrap_ci(
     per: Sequence[Mapping[str, float | None]], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict[str, list[float] | None]:
-    """Percentile bootstrap over rows per metric (scipy.stats.bootstrap, rows resampled whole;
-    fixed seed: same inputs, same interval). None for fewer than two rows."""
+    """Percentile bootstrap over rows (resampled whole; significance.bootstrap_means), per metric;
+    fixed seed: same inputs, same interval. None for fewer than two rows."""
     import numpy as np
-    from scipy.stats import bootstrap
+
+    from orchestrator.scoring.significance import bootstrap_means
 
     if len(per) < 2:
         return {m: None for m in METRICS}
-    res = bootstrap(
-        _columns(per),
-        _statistics,
-        n_resamples=n_boot,
-        confidence_level=1 - alpha,
-        method="percentile",
-        paired=True,
-        vectorized=True,
-        batch=max(1, 2_000_000 // len(per)),  # ~2M resampled rows in memory at a time
-        rng=np.random.default_rng(seed),
-    )
-    low, high = res.confidence_interval
+    stats = _statistics(bootstrap_means(_columns(per), n_boot, np.random.default_rng(seed)))
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2], axis=0)
     return {m: [float(lo), float(hi)] for m, lo, hi in zip(METRICS, low, high)}
 
 
