@@ -373,3 +373,28 @@ def test_check_scorer_ref_imports_nothing():
     assert check_scorer_ref("math") == "math" and check_scorer_ref("no_such_pkg.mod:f") == "no_such_pkg.mod:f"
     with pytest.raises(ValueError, match="livecodebench"):
         check_scorer_ref("fuzzy")
+
+
+@pytest.mark.parametrize(
+    ("name", "higher"),
+    [
+        ("coqa", True),
+        ("wattbot", True),
+        ("ece", False),
+        ("val/ece", False),
+        ("auroc", True),
+        ("f1_in_domain", True),
+        ("em_answered", True),
+        ("val/reward_mean", True),
+    ],
+)
+def test_higher_is_better_for_scorers_and_metrics(name, higher):
+    from orchestrator.scoring.registry import higher_is_better
+
+    assert higher_is_better(name) is higher
+
+
+def test_higher_is_better_falls_back_to_what_a_file_declares():
+    from orchestrator.scoring.registry import higher_is_better
+
+    assert higher_is_better("val/loss", declared=False) is False and higher_is_better("val/loss") is True
