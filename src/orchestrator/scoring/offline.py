@@ -183,8 +183,7 @@ def _coqa_keys(records: list[dict]) -> dict[tuple[str, int], str]:
 
 def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
     """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike), the competition's metric
-    (scoring/wattbot.py): `overall`, `value_accuracy`, `ref_overlap`, `na_recall` at the top and in
-    `metrics`, `per_question`, and `empty_explanations` (rows the competition would refuse) in `warnings`."""
+    (scoring/wattbot.py): `metrics` (`overall`, `value_accuracy`, `ref_overlap`, `na_recall`), `ci`, `per_question`, and `empty_explanations` (rows the competition would refuse) in `warnings`."""
     from orchestrator.scoring import wattbot
 
     if gold is None:
@@ -201,10 +200,17 @@ def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
         warnings.append(
             f"{len(empty)} row(s) with an empty explanation ({shown}): the competition refuses such a submission"
         )
-    return {**result["metrics"], **result, "empty_explanations": empty, "warnings": warnings}
+    return {**result, "empty_explanations": empty, "warnings": warnings}
 
 
 def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
+    """`orchestrate score`: the headline metrics at the top level (`accuracy`; `em`, `f1`; WattBot's
+    four) and in `metrics`, beside `n`, `missing` and the task's own parts (CoQA's domains)."""
+    result = _score_file(task, predictions, gold)
+    return {**result["metrics"], **result}
+
+
+def _score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
     scorer = TASK_SCORERS.get(task, task)
     if scorer not in SCORERS and not is_ref(scorer):
         raise UserError(
