@@ -107,3 +107,26 @@ def test_run_records_carry_the_split_so_reports_show_it():
 def test_a_story_without_a_known_source_scores_without_a_split():
     s = get_scorer("coqa").scores("white", ["white"], record={"source": "my-own-data"})
     assert s == {"em": 1.0, "f1": 1.0}
+
+
+def test_the_sweep_report_shows_the_split():
+    from orchestrator.reporting import sweep
+    from orchestrator.reporting.table import Results, Row
+
+    res = Results("exp")
+    metrics = {
+        "em": 0.5,
+        "f1": 0.6,
+        "em_in_domain": 0.4,
+        "f1_in_domain": 0.55,
+        "em_out_domain": 0.7,
+        "f1_out_domain": 0.8,
+    }
+    res.rows = [
+        Row("inference", "exp", arm="m", run="m__coqa", task="coqa", metric=k, value=v, n=7) for k, v in metrics.items()
+    ]
+    res.inference_runs[("m", "coqa")] = ["m__coqa"]
+    section = sweep.section(res)
+    assert section is not None
+    assert section["columns"][:6] == ["em", "f1", "em_in_domain", "f1_in_domain", "em_out_domain", "f1_out_domain"]
+    assert section["table"][0]["values"][:6] == [0.5, 0.6, 0.4, 0.55, 0.7, 0.8]
