@@ -105,11 +105,14 @@ def bootstrap_means(columns: np.ndarray, n_boot: int, rng: np.random.Generator) 
     at a time. tests/scoring/test_significance.py checks the intervals against scipy's."""
     n = len(columns)
     distinct, counts = np.unique(columns, axis=0, return_counts=True)
-    if len(distinct) * 8 <= n:
+    if len(distinct) * 20 <= n:  # a multinomial draw costs ~20 index draws per category
         return rng.multinomial(n, counts / n, size=n_boot) @ distinct / n
     step = max(1, min(n_boot, 4_000_000 // n))
     return np.concatenate(
-        [columns[rng.integers(0, n, size=(min(step, n_boot - s), n))].mean(axis=1) for s in range(0, n_boot, step)]
+        [
+            columns[rng.integers(0, n, size=(min(step, n_boot - s), n), dtype=np.int32)].mean(axis=1)
+            for s in range(0, n_boot, step)
+        ]
     )
 
 
