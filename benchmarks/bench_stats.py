@@ -102,8 +102,12 @@ def main() -> None:
     print(f"paired bootstrap, F1-like scores (2 decimals): {t_f1:.3f} s, [{iv_f1.low:.4f}, {iv_f1.high:.4f}]")
     t_wb, ci_wb = clock(wattbot.bootstrap_ci, rows)
     print(f"WattBot bootstrap CIs, {n:,} rows: {t_wb:.3f} s (overall {ci_wb['overall']})")
-    total = t_mc + t_boot + t_f1 + t_wb
-    print(f"statistics in all: {total:.3f} s (goal under 2 s: {'met' if total < 2 else 'NOT met'})")
+    # a report runs McNemar and the bootstrap on 0/1 scores, the bootstrap alone on others
+    for what, total in (
+        ("0/1 scores (McNemar + bootstrap + WattBot CIs)", t_mc + t_boot + t_wb),
+        ("F1-like scores (bootstrap)", t_f1),
+    ):
+        print(f"statistics of a report on {what}: {total:.3f} s (goal under 2 s: {'met' if total < 2 else 'NOT met'})")
 
 
 if __name__ == "__main__":
