@@ -13,6 +13,7 @@ from orchestrator.scoring.metrics import (
     expected_calibration_error,
     f1,
     normalize_answer,
+    squad_f1,
     squad_scores,
 )
 
@@ -71,6 +72,14 @@ def test_coqa_single_gold_is_plain_score():
     assert coqa_turn_scores("blue car", ["a red car"]) == {"em": 0.0, "f1": 0.5}
     with pytest.raises(ValueError):
         coqa_turn_scores("x", [])
+
+
+def test_squad_f1_follows_evaluate_v11_when_a_side_normalises_to_nothing():
+    # evaluate-v1.1.py: f1 is 0 when no token is shared, so an empty side gives 0 (both empty too);
+    # its exact match compares the normalised strings, so "the" vs "a" is an exact match.
+    assert squad_scores("a", "the") == {"em": 1.0, "f1": 0.0}
+    assert squad_f1("", "the") == 0.0 == squad_f1("cat", "an")
+    assert f1("a", "the") == 1.0  # CoQA's compute_f1: both empty is 1
 
 
 def test_squad_accepts_single_string():

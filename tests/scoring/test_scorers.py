@@ -123,11 +123,40 @@ def test_math_equal_false(pred, gold):
     assert not math_equal(pred, gold)
 
 
-def test_math_equal_falls_back_without_math_verify(monkeypatch):
-    monkeypatch.setitem(sys.modules, "math_verify", None)  # makes the lazy import fail
-    assert math_equal("2", "2.0")  # float compare
-    assert math_equal("\\dfrac{1}{2}", "\\frac{1}{2}")  # normalised string compare
-    assert not math_equal("\\frac{1}{2}", "0.5")  # needs the real parser
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("\\boxed{1 2}", "12"),  # no whitespace joining inside a number
+        ("1 2", "12"),
+        ("#", "#"),  # math-verify reads no math in it: wrong, even against itself
+        ("\\unknowncmd{1}", "\\unknowncmd{1}"),
+        ("\\frac{1}{2", "0.5"),  # unbalanced: never wrapped in a box
+    ],
+)
+def test_unparseable_or_spaced_answers_are_wrong(pred, gold):
+    assert not math_equal(pred, gold)
+
+
+def test_boxed_fraction_equals_its_decimal():
+    assert (
+        math_equal("\\boxed{\\frac{1}{2}}", "0.5") and score_math("so \\boxed{\\frac{1}{2}}", "0.5")["accuracy"] == 1.0
+    )
+
+
+def test_no_fallback_without_math_verify(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # as if it were not installed
+    with pytest.raises(ImportError):
+        math_equal("2", "2.0")
+
+
+def test_a_parser_crash_is_a_wrong_answer(monkeypatch):
+    import math_verify
+
+    def crash(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(math_verify, "parse", crash)
+    assert not math_equal("2", "2")
 
 
 def test_math_equal_in_worker_thread():
@@ -344,3 +373,28 @@ def test_check_scorer_ref_imports_nothing():
     assert check_scorer_ref("math") == "math" and check_scorer_ref("no_such_pkg.mod:f") == "no_such_pkg.mod:f"
     with pytest.raises(ValueError, match="livecodebench"):
         check_scorer_ref("fuzzy")
+
+
+@pytest.mark.parametrize(
+    ("name", "higher"),
+    [
+        ("coqa", True),
+        ("wattbot", True),
+        ("ece", False),
+        ("val/ece", False),
+        ("auroc", True),
+        ("f1_in_domain", True),
+        ("em_answered", True),
+        ("val/reward_mean", True),
+    ],
+)
+def test_higher_is_better_for_scorers_and_metrics(name, higher):
+    from orchestrator.scoring.registry import higher_is_better
+
+    assert higher_is_better(name) is higher
+
+
+def test_higher_is_better_falls_back_to_what_a_file_declares():
+    from orchestrator.scoring.registry import higher_is_better
+
+    assert higher_is_better("val/loss", declared=False) is False and higher_is_better("val/loss") is True

@@ -1,12 +1,14 @@
-"""The paired tests of scoring/significance.py: McNemar's exact test against hand-computed binomial
-p-values (and scipy's binomtest when installed), its edge cases, and the rule it shares with the
-paired bootstrap (too few pairs: no verdict)."""
+"""The paired tests of scoring/significance.py: McNemar's exact test (scipy's binomtest) against
+hand-computed binomial p-values and exact integer sums, its edge cases, the rule it shares with the
+paired bootstrap (too few pairs: no verdict), and the bootstrap's intervals against scipy.stats.bootstrap."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from orchestrator.scoring.significance import (
     MIN_PAIRS,
@@ -14,6 +16,7 @@ from orchestrator.scoring.significance import (
     McNemar,
     NotBinaryError,
     binomial_two_sided,
+    bootstrap_means,
     mcnemar,
     paired_bootstrap,
     paired_test,
@@ -47,13 +50,42 @@ def test_binomial_two_sided_by_hand(k, n, p):
     assert binomial_two_sided(k, n) == pytest.approx(p, abs=1e-12)
 
 
-@pytest.mark.parametrize(("b_wins", "a_wins"), [(9, 1), (1, 9), (7, 3), (12, 2), (0, 6), (3, 3), (20, 11), (40, 25)])
-def test_mcnemar_matches_scipy_binomtest(b_wins, a_wins):
-    scipy_stats = pytest.importorskip("scipy.stats")
-    r = mcnemar([discordant(b_wins, a_wins, ties=5)])
-    assert r is not None and (r.b_wins, r.a_wins, r.n) == (b_wins, a_wins, b_wins + a_wins + 5)
-    expected = scipy_stats.binomtest(b_wins, b_wins + a_wins, 0.5, alternative="two-sided").pvalue
-    assert r.p == pytest.approx(expected, rel=1e-9)
+@pytest.mark.parametrize(("k", "n"), [(980, 2000), (1050, 2000), (1100, 2000), (0, 40), (17, 40)])
+def test_binomial_two_sided_against_the_exact_integer_sum(k, n):
+    exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n)
+    assert binomial_two_sided(k, n) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+
+
+def test_mcnemar_on_20000_discordant_pairs():
+    r = mcnemar([discordant(10_300, 9_700)])
+    assert r is not None and r.b_wins + r.a_wins == 20_000
+    # normal approximation of the same test: z = (10300 - 10000) / sqrt(20000 / 4) = 4.24
+    assert r.p == pytest.approx(2 * stats.norm.sf(300 / math.sqrt(5000)), rel=0.05) and r.direction == 1
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_bootstrap_interval_agrees_with_scipy(continuous):
+    rng = np.random.default_rng(3)
+    n = 2000
+    a = rng.random(n) if continuous else (rng.random(n) < 0.6).astype(float)
+    b = np.clip(a + rng.normal(0.03, 0.2, n), 0, 1) if continuous else (rng.random(n) < 0.65).astype(float)
+    iv = paired_bootstrap([({str(i): x for i, x in enumerate(a)}, {str(i): y for i, y in enumerate(b)})], n_boot=4000)
+    ref = stats.bootstrap(
+        (b - a,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(0)
+    ).confidence_interval
+    width = ref.high - ref.low
+    assert iv is not None and iv.low == pytest.approx(ref.low, abs=0.1 * width)
+    assert iv.high == pytest.approx(ref.high, abs=0.1 * width)
+
+
+def test_bootstrap_means_has_the_resampling_distribution():
+    # three distinct rows (multinomial draws) and all-distinct rows (index draws) alike: the
+    # resampled means centre on the sample mean with the spread sd / sqrt(n)
+    rng = np.random.default_rng(5)
+    for column in (rng.integers(-1, 2, 5000).astype(float), rng.normal(0, 1, 5000)):
+        means = bootstrap_means(column[:, None], 3000, np.random.default_rng(1))[:, 0]
+        assert means.mean() == pytest.approx(column.mean(), abs=0.1 * column.std() / math.sqrt(5000))
+        assert means.std() == pytest.approx(column.std() / math.sqrt(5000), rel=0.1)
 
 
 def test_mcnemar_verdict_and_direction():

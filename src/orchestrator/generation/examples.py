@@ -47,7 +47,7 @@ def load_rows(ds: DatasetSpec) -> list[dict[str, Any]]:
 
 def coqa_turns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per CoQA turn: story, history [{question, answer}], question, answers (all golds),
-    story_id, turn_id. Reads the official JSON (questions/answers as lists of records with
+    story_id, source, turn_id. Reads the official JSON (questions/answers as lists of records with
     `input_text`/`turn_id`, `additional_answers`) and the hub layout (questions as strings,
     answers as {"input_text": [...]})."""
     if rows and "story" not in rows[0] and "data" in rows[0]:  # official file read without field: data
@@ -76,6 +76,7 @@ def coqa_turns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "story": story["story"],
                     "story_id": story_id,
+                    "source": story.get("source"),  # the official in-/out-of-domain split
                     "turn_id": t,
                     "history": list(history),
                     "question": q,

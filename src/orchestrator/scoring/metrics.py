@@ -52,12 +52,24 @@ def f1(pred: str, gold: str) -> float:
     """Token-level F1 over normalised tokens, counting overlap with multiplicity (Counter &).
 
     Empty handling follows CoQA's `compute_f1`: if either side has no tokens, the score is 1.0
-    when both are empty and 0.0 otherwise. (SQuAD v1.1 would give 0.0 for both-empty; its
-    golds are never empty so the difference does not arise there.)
+    when both are empty and 0.0 otherwise. SQuAD v1.1 differs there: `squad_f1`.
     """
     pred_toks, gold_toks = _tokens(pred), _tokens(gold)
     if not pred_toks or not gold_toks:
         return float(pred_toks == gold_toks)
+    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_toks)
+    recall = num_same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(pred: str, gold: str) -> float:
+    """Token F1 as SQuAD v1.1's `evaluate-v1.1.py` `f1_score`: no common token → 0, so a gold or a
+    prediction that normalises to nothing scores 0 even when both do (gold "the", prediction "a":
+    F1 0, while its exact match is 1 — "" == "")."""
+    pred_toks, gold_toks = normalize_answer(pred).split(), normalize_answer(gold).split()
     num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
     if num_same == 0:
         return 0.0
@@ -89,15 +101,65 @@ def coqa_turn_scores(pred: str, golds: Sequence[str]) -> dict[str, float]:
     return {"em": em_sum / len(golds), "f1": f1_sum / len(golds)}
 
 
+# CoQA v1.0's story sources: the official evaluator's domain name for each, in its order; reddit and
+# science are held out of training (out-of-domain), the five others in-domain.
+COQA_DOMAINS = {
+    "mctest": "children_stories",
+    "gutenberg": "literature",
+    "race": "mid-high_school",
+    "cnn": "news",
+    "wikipedia": "wikipedia",
+    "reddit": "reddit",
+    "science": "science",
+}
+COQA_OUT_DOMAIN = frozenset({"reddit", "science"})
+
+
+def coqa_split(source: str | None) -> str | None:
+    """ "in_domain" / "out_domain" for a CoQA story source; None when the story names none.
+    ValueError for a source the official evaluator does not know."""
+    if source is None:
+        return None
+    if source not in COQA_DOMAINS:
+        raise ValueError(f"CoQA story source {source!r} is not one of {', '.join(COQA_DOMAINS)}")
+    return "out_domain" if source in COQA_OUT_DOMAIN else "in_domain"
+
+
+def coqa_domain_scores(turns: Sequence[tuple[str | None, float, float]]) -> dict[str, dict]:
+    """The official CoQA v1.0 breakdown (`get_domain_scores`) from every gold turn's (source, em, f1),
+    an unpredicted turn given as 0, 0: `in_domain`, `out_domain`, `overall` ({em, f1, turns}) and
+    `domains` (the seven domain names, each {em, f1, turns}; 0 for a domain without turns, as the
+    official output). Fractions, not ×100, and not rounded. A turn whose story names no source
+    counts in `overall` only."""
+    totals: dict[str, list[float]] = {k: [0.0, 0.0, 0] for k in (*COQA_DOMAINS, "in_domain", "out_domain", "overall")}
+    for source, em, f1_ in turns:
+        keys = ["overall"] if source is None else ["overall", source, coqa_split(source)]
+        for k in keys:
+            totals[k][0] += em
+            totals[k][1] += f1_
+            totals[k][2] += 1
+
+    def figures(k: str) -> dict:
+        em, f1_, n = totals[k]
+        return {"em": em / max(1, n), "f1": f1_ / max(1, n), "turns": int(n)}
+
+    return {
+        "in_domain": figures("in_domain"),
+        "out_domain": figures("out_domain"),
+        "overall": figures("overall"),
+        "domains": {name: figures(source) for source, name in COQA_DOMAINS.items()},
+    }
+
+
 def squad_scores(pred: str, golds: str | Sequence[str]) -> dict[str, float]:
-    """EM and F1 against several golds: the max over golds, as SQuAD v1.1's
+    """EM and F1 (`squad_f1`) against several golds: the max over golds, as SQuAD v1.1's
     `metric_max_over_ground_truths` does."""
     golds = [golds] if isinstance(golds, str) else list(golds)
     if not golds:
         raise ValueError("squad_scores needs at least one gold answer")
     return {
         "em": max(exact_match(pred, g) for g in golds),
-        "f1": max(f1(pred, g) for g in golds),
+        "f1": max(squad_f1(pred, g) for g in golds),
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrator.core.errors import UserError
 from orchestrator.core.refs import is_ref
-from orchestrator.scoring.metrics import coqa_turn_scores, squad_scores
+from orchestrator.scoring.metrics import coqa_domain_scores, coqa_split, coqa_turn_scores, squad_scores
 from orchestrator.scoring.registry import SCORERS, get_scorer
 from orchestrator.scoring.weighted import weighted_score
 
@@ -74,33 +74,49 @@ def coqa_gold(data: Any) -> dict[tuple[str, int], list[str]]:
     return gold
 
 
+def coqa_sources(data: Any) -> dict[str, str | None]:
+    """story id → its `source` (mctest, gutenberg, race, cnn, wikipedia, reddit, science), checked."""
+    out = {}
+    for story in data["data"]:
+        try:
+            coqa_split(story.get("source"))
+        except ValueError as e:
+            raise UserError(f"CoQA gold, story {story['id']!r}: {e}") from None
+        out[story["id"]] = story.get("source")
+    return out
+
+
 def score_coqa_official(preds: Any, gold_data: Any) -> dict[str, Any]:
     """As the official CoQA v1.0 evaluator: its headline EM/F1 average over *every* gold turn, a
     turn without a prediction counting 0 (`get_domain_scores` adds `exact_scores.get(key, 0)`
     per gold turn); fractions, not x100. Beside it: `coverage` (predicted / total turns) and
     `em_answered`/`f1_answered` over the predicted turns only. `n` is the number of gold turns,
-    `predicted` how many of them have a prediction."""
+    `predicted` how many of them have a prediction. `in_domain`, `out_domain`, `overall` and
+    `domains` ({em, f1, turns} each) are the official breakdown by story source (`coqa_domain_scores`)."""
     if not isinstance(preds, list) or not all(
         isinstance(p, dict) and {"id", "turn_id", "answer"} <= set(p) for p in preds
     ):
         raise UserError('CoQA predictions must be the official list [{"id", "turn_id", "answer"}, ...]')
-    return _coqa_headline({(p["id"], int(p["turn_id"])): p["answer"] for p in preds}, coqa_gold(gold_data))
+    return _coqa_headline({(p["id"], int(p["turn_id"])): p["answer"] for p in preds}, gold_data)
 
 
-def _coqa_headline(by_key: dict[tuple[str, int], str], gold: dict[tuple[str, int], list[str]]) -> dict[str, Any]:
-    per, missing = [], []
+def _coqa_headline(by_key: dict[tuple[str, int], str], gold_data: Any) -> dict[str, Any]:
+    gold, sources = coqa_gold(gold_data), coqa_sources(gold_data)
+    per, turns, missing = [], [], []
     for key, golds in gold.items():
         if key not in by_key:
             missing.append(f"{key[0]}_{key[1]}")
+            turns.append((sources[key[0]], 0.0, 0.0))  # as the official script: a missing turn counts 0
             continue
         per.append(coqa_turn_scores(str(by_key[key]), golds))
+        turns.append((sources[key[0]], per[-1]["em"], per[-1]["f1"]))
     if not per:
         raise UserError("no prediction matches a gold turn (check story ids and turn ids)")
     answered = _mean_scores(per)
     total = len(gold)
     metrics = {k: sum(s[k] for s in per) / total for k in ("em", "f1")}
     metrics |= {"coverage": len(per) / total, "em_answered": answered["em"], "f1_answered": answered["f1"]}
-    return {"n": total, "predicted": len(per), "metrics": metrics, "missing": missing}
+    return {"n": total, "predicted": len(per), "metrics": metrics, **coqa_domain_scores(turns), "missing": missing}
 
 
 def squad_gold(data: Any) -> dict[str, list[str]]:
@@ -166,7 +182,8 @@ def _coqa_keys(records: list[dict]) -> dict[tuple[str, int], str]:
 
 
 def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
-    """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike): docs/wattbot.md."""
+    """WattBot CSVs (submission.csv vs train_QA.csv; JSON/JSONL rows alike), the competition's metric
+    (scoring/wattbot.py): `metrics` (`overall`, `value_accuracy`, `ref_overlap`, `na_recall`), `ci`, `per_question`, and `empty_explanations` (rows the competition would refuse) in `warnings`."""
     from orchestrator.scoring import wattbot
 
     if gold is None:
@@ -176,11 +193,24 @@ def score_wattbot(predictions: Path, gold: Path | None) -> dict[str, Any]:
         result = wattbot.score_rows(preds, golds)
     except (OSError, KeyError, ValueError) as e:
         raise UserError(f"wattbot scoring: {type(e).__name__}: {e} (rows need id, answer_value, ref_id)") from None
-    result.pop("per_question")
-    return result
+    empty = wattbot.empty_explanations(preds) if predictions.suffix.lower() == ".csv" else []
+    warnings = []
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        warnings.append(
+            f"{len(empty)} row(s) with an empty explanation ({shown}): the competition refuses such a submission"
+        )
+    return {**result, "empty_explanations": empty, "warnings": warnings}
 
 
 def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
+    """`orchestrate score`: the headline metrics at the top level (`accuracy`; `em`, `f1`; WattBot's
+    four) and in `metrics`, beside `n`, `missing` and the task's own parts (CoQA's domains)."""
+    result = _score_file(task, predictions, gold)
+    return {**result["metrics"], **result}
+
+
+def _score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[str, Any]:
     scorer = TASK_SCORERS.get(task, task)
     if scorer not in SCORERS and not is_ref(scorer):
         raise UserError(
@@ -219,7 +249,7 @@ def score_file(task: str, predictions: Path, gold: Path | None = None) -> dict[s
         gold_map = None
         if gold_data is not None:
             if scorer == "coqa" and isinstance(gold_data, dict):  # the official headline, by turn
-                return _coqa_headline(_coqa_keys(preds), coqa_gold(gold_data))
+                return _coqa_headline(_coqa_keys(preds), gold_data)
             gold_map = {k: (v if len(v) > 1 else v[0]) for k, v in squad_gold(gold_data).items()}
         return score_records(preds, scorer, gold_map)
     raise UserError(

@@ -15,6 +15,7 @@ A `Scorer` is a function with what callers need to know about it:
     binary            its score is always 0 or 1 (right or wrong): McNemar's test applies
                       (scoring/significance.py); unknown (False) for user code
 
+`higher_is_better(scorer_or_metric_name)` is the one place a direction is read.
 `get_scorer(name_or_ref)` is the one lookup: a registered name, or "package.module:function"
 (resolved by `core.refs`) for user code. A user function may carry `higher_is_better` and
 `metric` attributes; otherwise it counts as higher-is-better and its value is its "score" key
@@ -32,6 +33,7 @@ from typing import Any
 from orchestrator.core.errors import UserError
 from orchestrator.core.refs import is_ref, load_ref
 from orchestrator.scoring import code_scorers, scorers, wattbot
+from orchestrator.scoring.metrics import METRICS
 from orchestrator.scoring.weighted import weighted_score
 
 _EXTRAS = ("record", "timeout_s")
@@ -171,6 +173,22 @@ def get_scorer(ref: str) -> Scorer:
     )
     _loaded[ref] = scorer
     return scorer
+
+
+def higher_is_better(name: str, declared: Any = None) -> bool:
+    """The one answer to "is bigger better?" for a scorer or a metric name.
+
+    A scorer name: its direction. A metric (a "val/" or other path prefix is dropped): the metric
+    registry (`metrics.METRICS`: ece is lower-is-better), else a metric a scorer reports under its
+    own name or a derived one ("f1_in_domain", "em_answered" → "f1", "em"); else what the file
+    `declared` (a bool), else higher."""
+    if name in SCORERS:
+        return SCORERS[name].higher_is_better
+    metric = name.rsplit("/", 1)[-1]
+    for key in (metric, metric.split("_", 1)[0]):
+        if key in METRICS:
+            return METRICS[key].higher_is_better
+    return declared if isinstance(declared, bool) else True
 
 
 def score(

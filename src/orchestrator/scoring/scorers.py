@@ -4,20 +4,26 @@ A scorer function takes `(prediction, gold)` and returns its metric values
 (`{"accuracy": 1.0}`, `{"em": .., "f1": ..}`); `registry.SCORERS` names each one, with its
 direction and headline metric, for inference tasks, evaluation suites and training rewards alike.
 
-math-verify (and through it sympy) is imported lazily inside `math_equal`, so importing this
-module stays cheap and works without it.
+math-verify (a core dependency; sympy underneath) is imported inside `math_equal`, so importing
+this module stays cheap for control commands.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.scoring.metrics import coqa_turn_scores, exact_match, normalize_answer, squad_scores
+from orchestrator.scoring.metrics import (
+    COQA_DOMAINS,
+    coqa_split,
+    coqa_turn_scores,
+    exact_match,
+    normalize_answer,
+    squad_scores,
+)
 from orchestrator.scoring.weighted import values_equal
 
 # --------------------------------------------------------------------------- BoolQ
@@ -166,64 +172,39 @@ def _balanced(s: str) -> bool:
     return _braced("{" + s + "}", 0) == s
 
 
-_LATEX_NOISE = re.compile(r"\\left|\\right|\\[!,;: ]|\$|\\displaystyle|\^\{?\\circ\}?|\\%|%")
-_TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-
-
-def _normalize_math(s: str) -> str:
-    """Conservative string normalisation for the fallback compare (a subset of the MATH
-    reference `strip_string`): two answers equal after it are equal as math."""
-    s = _TEXT_WRAP.sub(r"\1", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = _LATEX_NOISE.sub("", s)
-    s = re.sub(r"\s+", "", s).rstrip(".")
-    return s
-
-
-def _as_float(s: str) -> float | None:
-    try:
-        return float(s.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def _answer_only(s: str) -> str:
     boxed = boxed_answer(s)
     return (boxed if boxed is not None else s).strip().strip("$").strip()
 
 
 def math_equal(pred: str, gold: str) -> bool:
-    """Whether a predicted final answer equals the gold one mathematically.
+    """Whether a predicted final answer equals the gold one mathematically, by math-verify alone.
 
-    Both are final answers (a \\boxed{...} inside is unwrapped). math_verify parses each (as
-    the content of a \\boxed{}, which makes it read bare LaTeX like "x^2+1") and compares
+    Both are final answers (a \\boxed{...} inside is unwrapped). math-verify parses each as the
+    content of a \\boxed{} (which makes it read bare LaTeX like "x^2+1") and compares them
     symbolically/numerically: "\\frac{1}{2}" == "0.5", "2" == "2.0", "(x+1)^2" == "x^2+2x+1".
-    When either side does not parse, falls back to a normalised string compare and then a
-    plain float compare. A side that opens a box it never closes is no answer (False), and an
-    unbalanced side is never wrapped, so an added brace cannot complete the model's box.
+    There is no fallback: an answer math-verify cannot read as math (its parse holds only the raw
+    string, e.g. "#", or it crashes) is wrong, never guessed, and no string trick joins "1 2" into 12. A side that opens a box it never closes is no
+    answer, and an unbalanced side is never wrapped, so an added brace cannot complete the model's box.
     """
     pred, gold = _answer_only(pred), _answer_only(gold)
-    if not pred or not gold:
+    if not pred or not gold or not (_balanced(pred) and _balanced(gold)):
         return False
-    norm_pred, norm_gold = _normalize_math(pred), _normalize_math(gold)
-    if norm_pred == norm_gold:
-        return True
-    if not (_balanced(pred) and _balanced(gold)):
-        return False
-    try:
-        from math_verify import parse, verify
+    from math_verify import parse, verify  # sympy underneath: loaded on the first math answer only
 
-        # math_verify's timeouts use signal.alarm, which only works in the main thread.
-        timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    # math-verify's timeouts use signal.alarm, which only works in the main thread.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
         gold_parsed = parse("\\boxed{" + gold + "}", parsing_timeout=timeout)
         pred_parsed = parse("\\boxed{" + pred + "}", parsing_timeout=timeout)
-        if gold_parsed and pred_parsed:
-            # Not symmetric: math_verify wants the gold first.
-            return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-    except Exception:  # noqa: BLE001 -- a parser crash must not kill an evaluation run
-        pass
-    a, b = _as_float(norm_pred), _as_float(norm_gold)
-    return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        # A parse holding only strings is one math-verify could not read as math: its string
+        # compare would be the guess we refuse.
+        if not all(any(not isinstance(x, str) for x in p) for p in (gold_parsed, pred_parsed)):
+            return False
+        # Not symmetric: math-verify wants the gold first.
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+    except Exception:  # noqa: BLE001 -- a parser crash is a wrong answer, and must not kill an evaluation run
+        return False
 
 
 def score_math(prediction: str, gold: str) -> dict[str, float]:
@@ -280,9 +261,16 @@ def score_exact(prediction: str, gold: Any) -> dict[str, float]:
     return {"em": float(any(same_answer(answer, g) for g in _golds(gold)))}
 
 
-def score_coqa(prediction: str, gold: Any) -> dict[str, float]:
-    """EM/F1 with CoQA's leave-one-out multi-gold averaging (see `metrics.coqa_turn_scores`)."""
-    return coqa_turn_scores(prediction, _golds(gold))
+def score_coqa(prediction: str, gold: Any, record: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """EM/F1 with CoQA's leave-one-out multi-gold averaging (see `metrics.coqa_turn_scores`). A turn
+    whose record names its story's `source` also gives `em_in_domain`/`f1_in_domain` (or
+    `_out_domain`): their means over a run are the official in-/out-of-domain figures."""
+    scores = coqa_turn_scores(prediction, _golds(gold))
+    source = (record or {}).get("source")
+    if source in COQA_DOMAINS:  # another dataset in CoQA's format has no such split
+        split = coqa_split(source)
+        scores |= {f"em_{split}": scores["em"], f"f1_{split}": scores["f1"]}
+    return scores
 
 
 def score_squad(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:

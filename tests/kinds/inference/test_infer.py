@@ -73,12 +73,16 @@ def test_coqa_run_writes_the_documented_files(tmp_path, tiny_model_path, orch_ho
     first, second = preds[0], preds[1]
     assert first["gold"] == ["white", "white", "white", "a little white"]  # main + additional answers
     assert "Q: What color was Cotton?\nA: white\nQ: Where did she live?\nA:" in second["prompt"]  # history
-    assert set(first["scores"]) == {"em", "f1"} and first["confidence"]["mean"] is not None
+    # both stories are in-domain (mctest, cnn): each turn also scores under CoQA's official split
+    assert set(first["scores"]) == {"em", "f1", "em_in_domain", "f1_in_domain"}
+    assert first["confidence"]["mean"] is not None
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["schema_version"] == 1 and results["examples"] == preds and "model" in results["config"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n"] == 7 and summary["model"] == "tiny" and summary["task"] == "coqa"
-    assert set(summary["metrics"]) == {"em", "f1"} and set(summary["calibration"]) == {"auroc", "ece"}
+    assert set(summary["metrics"]) == {"em", "f1", "em_in_domain", "f1_in_domain"}
+    assert summary["metrics"]["f1_in_domain"] == summary["metrics"]["f1"]  # every turn is in-domain
+    assert set(summary["calibration"]) == {"auroc", "ece"}
     assert set(summary["hardware"]) == HW_KEYS and summary["hardware"]["gpu_name"] is None  # no GPU here
     assert summary["hardware"]["model_disk_gb"] > 0
     assert summary["throughput_tokens_per_s"] > 0 and summary["load_time_s"] > 0 and summary["wall_time_s"] > 0

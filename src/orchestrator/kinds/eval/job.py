@@ -187,6 +187,9 @@ def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list
     ]
     n = len(records)
     metrics = {"accuracy": sum(p["score"] for p in per_example) / n}
+    for key in sorted({k for r in records for k in r["scores"] if k.endswith(("_in_domain", "_out_domain"))}):
+        values = [r["scores"][key] for r in records if key in r["scores"]]  # CoQA by domain (scorers.score_coqa)
+        metrics[key] = sum(values) / len(values)
     if code or samples > 1:
         for k in sorted({1, samples}):
             metrics[f"pass@{k}"] = sum(pass_at_k(samples, p["samples_correct"], k) for p in per_example) / n

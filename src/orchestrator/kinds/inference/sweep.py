@@ -221,6 +221,7 @@ def section(res: Results, high_latency_factor: float = 3.0) -> dict | None:
         for c in (
             "em",
             "f1",
+            *(f"{m}_{d}_domain" for d in ("in", "out") for m in ("em", "f1")),  # CoQA's official split
             "accuracy",
             "auroc",
             "ece",

@@ -177,7 +177,7 @@ def finish(out: Path, experiment: str, args: RagArgs, rows, examples, records, d
                 "ref_id": wattbot.format_refs(refs),
                 "ref_url": str([docs[r]["url"] for r in refs if docs.get(r, {}).get("url")]) if refs else wattbot.BLANK,
                 "supporting_materials": wattbot.BLANK,
-                "explanation": parsed.get("explanation") or wattbot.BLANK,
+                "explanation": str(parsed.get("explanation") or "").strip() or wattbot.BLANK,  # never empty
             }
         )
     score = wattbot.score_rows(subs, rows)
