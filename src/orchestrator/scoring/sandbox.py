@@ -77,6 +77,7 @@ def run_program(
     proc = None
     try:
         # root/ (0711, ours) holds stdin; root/box/ is the program's cwd, HOME and TMPDIR parent.
+        # Private on purpose, unlike results: scratch in /tmp for untrusted code, removed after.
         root = tempfile.mkdtemp(prefix="orch-sandbox-")
         os.chmod(root, 0o711)
         box = os.path.join(root, "box")
