@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from helpers import FIXTURES, REPO
+from helpers import FIXTURES, REPO, wait_final
 from orchestrator.core.files import filesystem_type, on_network_filesystem
 from orchestrator.core.registry import Registry
 
@@ -26,6 +26,24 @@ resources: {{time: "15", mem: 2G}}
 """
 
 
+def modes(home) -> tuple[dict[str, int], dict[str, int]]:
+    """The modes of every file and directory under `home`, with the registry open (as while a
+    command runs: its -wal and -shm exist)."""
+    registry = Registry()
+    registry.tasks("any")
+    found = {p.relative_to(home).as_posix(): p.lstat() for p in home.rglob("*")}
+    registry.close()
+    files = {name: stat.S_IMODE(st.st_mode) for name, st in found.items() if stat.S_ISREG(st.st_mode)}
+    dirs = {name: stat.S_IMODE(st.st_mode) for name, st in found.items() if stat.S_ISDIR(st.st_mode)}
+    return files, dirs
+
+
+def not_group_rw(files: dict[str, int], dirs: dict[str, int]) -> dict[str, str]:
+    return {n: oct(m) for n, m in files.items() if m & 0o660 != 0o660} | {
+        n: oct(m) for n, m in dirs.items() if m & 0o770 != 0o770
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mask", [0o002, 0o077])
 def test_a_chain_writes_every_file_with_the_callers_umask(cli, spec_file, orch_home, mask):
@@ -39,14 +57,9 @@ def test_a_chain_writes_every_file_with_the_callers_umask(cli, spec_file, orch_h
         assert cli("submit", spec_file("inf", INFER), "--executor", "local").code == 0
         assert cli("wait", "inf", "--timeout", "600").code == 0
         assert cli("report", "inf").code == 0
-        registry = Registry()  # open, as while a command runs: its -wal and -shm exist
-        registry.tasks("inf")
-        found = {p.relative_to(orch_home).as_posix(): p.lstat() for p in orch_home.rglob("*")}
-        registry.close()
+        files, dirs = modes(orch_home)
     finally:
         os.umask(old)
-    files = {name: stat.S_IMODE(st.st_mode) for name, st in found.items() if stat.S_ISREG(st.st_mode)}
-    dirs = {name: stat.S_IMODE(st.st_mode) for name, st in found.items() if stat.S_ISDIR(st.st_mode)}
     written = {
         "logs/registry.sqlite",
         "logs/registry.sqlite-wal",
@@ -62,10 +75,28 @@ def test_a_chain_writes_every_file_with_the_callers_umask(cli, spec_file, orch_h
     jobs = [name for name in files if "/_jobs/" in name]  # submitit's pickles and the units' logs
     assert any(n.endswith("_submitted.pkl") for n in jobs) and any(n.endswith("_0_log.out") for n in jobs)
     if mask == 0o002:
-        assert {n: oct(m) for n, m in files.items() if m & 0o660 != 0o660} == {}
-        assert {n: oct(m) for n, m in dirs.items() if m & 0o770 != 0o770} == {}
+        assert not_group_rw(files, dirs) == {}
     else:
         assert {n: oct(m) for n, m in {**files, **dirs}.items() if m & 0o077} == {}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_scripts_logs_and_results_get_the_submitters_umask(cli, slurm_home):
+    """sbatch passes the submitting shell's umask to the job: its logs and what it writes follow
+    it, and so does what submit writes (the rendered script, submitit's pickles)."""
+    old = os.umask(0o002)
+    try:
+        assert cli("submit", REPO / "jobs" / "hello.yaml", "--executor", "slurm").code == 0
+        final = wait_final("hello", timeout=300)
+        files, dirs = modes(slurm_home)
+    finally:
+        os.umask(old)
+    assert {t.state for t in final.values()} == {"COMPLETED"}
+    jobs = [name for name in files if "/_jobs/" in name]
+    assert any(n.endswith("_submission.sh") for n in jobs) and any(n.endswith("_log.out") for n in jobs)
+    assert {"logs/registry.sqlite-wal", "logs/hello/count-1/status.json", "logs/hello/count-1/count.txt"} <= set(files)
+    assert not_group_rw(files, dirs) == {}
 
 
 MOUNTS = """\
