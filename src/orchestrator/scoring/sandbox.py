@@ -313,6 +313,7 @@ class _UidLease:
         import random
         import tempfile
 
+        # private on purpose: the sandbox's uid leases in /tmp, not results; nobody else may take one
         d = os.path.join(tempfile.gettempdir(), "orchestrator-sandbox-uids")
         os.makedirs(d, mode=0o700, exist_ok=True)
         if os.stat(d).st_uid != os.geteuid():
