@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -85,12 +86,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def _create_temp(path: Path) -> tuple[int, Path]:
     """A new temp file beside `path`, created 0666 minus the umask as open() would create `path`
     (tempfile.mkstemp makes it 0600, and the rename would give the result that mode)."""
-    while True:
+    for _ in range(100):  # 2**32 names: a clash is another writer's temp file, try the next
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
-        except FileExistsError:  # 2**32 names: another writer's, try the next
+        except FileExistsError:
             continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
