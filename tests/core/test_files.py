@@ -99,3 +99,28 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_names_it(tmp_path, monkeyp
         write_json_atomic(target, {"v": 2})
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"v": 1} and os.listdir(tmp_path) == ["summary.json"]
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o022, 0o077])
+def test_writes_get_the_mode_open_would_under_the_umask(tmp_path, mask):
+    """Atomic writes, appends and files fixed after a library wrote them private (safetensors)
+    end 0666 minus the umask, like a plain open(); an executable keeps its x bits."""
+    from orchestrator.core.files import honour_umask
+
+    old = os.umask(mask)
+    try:
+        write_json_atomic(tmp_path / "a" / "out.json", {"a": 1})
+        append_jsonl(tmp_path / "a" / "p.jsonl", [{"id": 1}])
+        private = tmp_path / "a" / "model.safetensors"
+        private.write_bytes(b"w")
+        private.chmod(0o600)
+        tool = tmp_path / "a" / "run.sh"
+        tool.write_text("true")
+        tool.chmod(0o700)
+        honour_umask(tmp_path / "a")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "a").iterdir()}
+    want = 0o666 & ~mask
+    assert modes == {"out.json": want, "p.jsonl": want, "model.safetensors": want, "run.sh": 0o777 & ~mask}
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -11,15 +11,23 @@
   cuts it off the file so the next batch starts on a fresh line. A complete line that is not a
   JSON object is damage someone should look at: `JsonlContent.bad_lines` lists it.
 - `SCHEMA_VERSION`: the version every result file carries.
+- Modes: every file gets what a plain `open()` would under the caller's umask (0666 minus it), so
+  a group directory under `umask 002` stays readable and writable by the group. Nothing written
+  is secret. `honour_umask` fixes what libraries create private (safetensors: a 0600 temp file).
+- `filesystem_type` / `on_network_filesystem`: which file system holds a path (`/proc/mounts`),
+  for the registry, which cannot use SQLite's WAL on NFS/Lustre.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,9 +83,21 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise _write_failed(path, e, "the previous version, if any, is intact") from e
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new temp file beside `path`, created 0666 minus the umask as open() would create `path`
+    (tempfile.mkstemp makes it 0600, and the rename would give the result that mode)."""
+    for _ in range(100):  # 2**32 names: a clash is another writer's temp file, try the next
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def _write_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -85,7 +105,7 @@ def _write_atomic(path: Path, payload: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
 
@@ -111,7 +131,7 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> int:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     except OSError as e:
         raise _write_failed(path, e, "nothing was written") from e
     start = os.fstat(fd).st_size
@@ -191,3 +211,69 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it, a race with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(root: Path) -> None:
+    """Give every file under `root` (or `root` itself) the mode open() would have given it: for
+    libraries that write through a private temp file (safetensors' `save_file` makes 0600 files)."""
+    root = Path(root)
+    mask = umask()
+    for p in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        st = p.lstat()
+        mode = (0o777 if st.st_mode & 0o111 else 0o666) & ~mask  # an executable stays one
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(p, mode)
+
+
+# File systems whose SQLite WAL is unsafe (its shared memory works on one host only): network and
+# cluster file systems, where group directories live. `fuse.<name>` for the FUSE clients of them.
+NETWORK_FILESYSTEMS = frozenset(
+    "nfs nfs4 lustre gpfs cifs smb3 smbfs beegfs ceph cephfs glusterfs afs 9p panfs pvfs2 orangefs wekafs "
+    "ocfs2 gfs2".split()
+)
+NETWORK_FUSE = frozenset("sshfs glusterfs ceph cephfs s3fs gcsfuse juicefs lizardfs moosefs rclone beegfs".split())
+MOUNTS = Path("/proc/mounts")
+
+
+def filesystem_type(path: Path, mounts: Path | None = None) -> str | None:
+    """The type of the file system holding `path` (its real path's longest mount-point prefix in
+    `mounts`, /proc/mounts by default; the last mount wins on one mount point); None if unknown."""
+    real = Path(os.path.realpath(path))
+    try:
+        lines = Path(mounts or MOUNTS).read_text().splitlines()
+    except OSError:
+        return None
+    best, found = -1, None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/mounts escapes space, tab, newline and backslash in octal (\040)
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+        if real.is_relative_to(point) and len(point) >= best:
+            best, found = len(point), fields[2]
+    return found
+
+
+def on_network_filesystem(path: Path, mounts: Path | None = None) -> str | None:
+    """The network file system's type if `path` is on one (see NETWORK_FILESYSTEMS), else None."""
+    fstype = filesystem_type(path, mounts)
+    if fstype is None:
+        return None
+    name = fstype.removeprefix("fuse.")
+    network = name in NETWORK_FUSE if fstype.startswith("fuse.") else fstype in NETWORK_FILESYSTEMS
+    return fstype if network else None

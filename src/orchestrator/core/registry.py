@@ -4,6 +4,7 @@ per array task (= run), with script and log paths, states, exit codes and timest
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from orchestrator.core import paths
 from orchestrator.core.errors import StorageError
+from orchestrator.core.files import on_network_filesystem
 from orchestrator.core.states import FINAL_STATES, PENDING
 
 SCHEMA = """
@@ -80,10 +82,19 @@ class Registry:
     def __init__(self, path: Path | None = None):
         self.path = path or paths.registry_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates a database 0644 whatever the umask, and its -wal/-shm/-journal with the
+        # database's mode: created here as open() would, the group can read and write all of them.
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            except FileExistsError:
+                pass  # another command created it first
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # WAL's shared memory works on one host only: on NFS/Lustre a rollback journal, fsynced fully.
+        self.network_fs = on_network_filesystem(self.path.parent)
+        self.db.execute(f"PRAGMA journal_mode={'DELETE' if self.network_fs else 'WAL'}")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if self.network_fs else 'NORMAL'}")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -13,6 +13,8 @@ import string
 import sys
 from pathlib import Path
 
+from orchestrator.core.files import honour_umask
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 CHARS = list(string.printable.replace("\x0b", "").replace("\x0c", ""))
 # A minimal chat template: enough for `apply_chat_template` on verl-style `prompt` messages.
@@ -81,6 +83,7 @@ def build_model(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    honour_umask(path)  # safetensors writes the weights 0600
     return path
 
 
@@ -122,4 +125,5 @@ def build_encoder(path: str | Path, words: list[str], hidden: int = 64, layers: 
     path.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(path)
     fast.save_pretrained(path)
+    honour_umask(path)
     return path

@@ -77,6 +77,7 @@ def run_program(
     proc = None
     try:
         # root/ (0711, ours) holds stdin; root/box/ is the program's cwd, HOME and TMPDIR parent.
+        # Private on purpose, unlike results: scratch in /tmp for untrusted code, removed after.
         root = tempfile.mkdtemp(prefix="orch-sandbox-")
         os.chmod(root, 0o711)
         box = os.path.join(root, "box")
@@ -312,6 +313,7 @@ class _UidLease:
         import random
         import tempfile
 
+        # private on purpose: the sandbox's uid leases in /tmp, not results; nobody else may take one
         d = os.path.join(tempfile.gettempdir(), "orchestrator-sandbox-uids")
         os.makedirs(d, mode=0o700, exist_ok=True)
         if os.stat(d).st_uid != os.geteuid():

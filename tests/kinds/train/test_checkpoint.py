@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
+import pytest
 import torch
 
 from orchestrator.core import paths
@@ -57,6 +60,24 @@ def test_incomplete_checkpoint_is_never_latest(orch_home, tmp_path):
     # a pointer naming a directory without trainer state is not trusted
     paths.latest_checkpoint_file("exp", "arm").write_text("epoch_9\n")
     assert checkpoint.latest("exp", "arm") is None
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o077])
+def test_checkpoint_files_get_the_callers_umask(orch_home, tmp_path, mask):
+    """safetensors writes the weights through a private temp file; a checkpoint in a group
+    directory must still be readable (and prunable) by the group under umask 002."""
+    old = os.umask(mask)
+    try:
+        model, tok = _model(tmp_path)
+        checkpoint.save("exp", "arm", 1, model, tok, {"epoch": 1}, {"epoch": 1}, best=True)
+    finally:
+        os.umask(old)
+    arm = paths.arm_checkpoints_dir("exp", "arm")
+    modes = {p.relative_to(arm).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in arm.rglob("*") if p.is_file()}
+    assert {"epoch_1/model.safetensors", "epoch_1/trainer_state.pt", "epoch_1/meta.json", "latest", "best"} <= set(
+        modes
+    )
+    assert {n: oct(m) for n, m in modes.items() if m != 0o666 & ~mask} == {}
 
 
 def test_optimizer_state_is_keyed_by_parameter_name_and_old_checkpoints_still_load():

@@ -201,6 +201,7 @@ def save(
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / paths.CHECKPOINT_STATE)
+    files.honour_umask(tmp)  # safetensors writes the weights 0600: the group could not evaluate them
     for f in tmp.iterdir():
         with open(f, "rb+") as fh:
             os.fsync(fh.fileno())

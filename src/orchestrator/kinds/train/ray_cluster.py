@@ -196,7 +196,7 @@ def connect(**init_kwargs: Any):
             )
         init_kwargs.setdefault("logging_level", "WARNING")
         return ray.init(address=address, **init_kwargs)
-    # Local: a short temp dir of our own, removed at exit.
+    # Local: a short temp dir of our own (0700: Ray's sockets, not results), removed at exit.
     root = paths.ray_temp_root()
     root.mkdir(parents=True, exist_ok=True)
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir=root)
