@@ -110,7 +110,7 @@ def test_a_story_without_a_known_source_scores_without_a_split():
 
 
 def test_the_sweep_report_shows_the_split():
-    from orchestrator.reporting import sweep
+    from orchestrator.kinds.inference import sweep
     from orchestrator.reporting.table import Results, Row
 
     res = Results("exp")
