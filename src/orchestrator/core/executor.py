@@ -131,6 +131,6 @@ def choose_executor(requested: str | None = None) -> Executor:
     return executor
 
 
-def job_env(stage: Stage, executor: Executor) -> dict[str, str]:
+def job_env(stage: Stage, executor: Executor) -> dict[str, str | int | float | bool]:
     """What a unit's process gets in its environment: ENV_VAR, then the stage's `env.vars`."""
     return {ENV_VAR: executor.name, **stage.env.vars}
