@@ -82,43 +82,6 @@ class TemplatedSlurmExecutor(submitit.SlurmExecutor):
         return jobs
 
 
-class SlurmExecutor:
-    name = "slurm"
-
-    def unavailable(self) -> str | None:
-        return None if shutil.which("sbatch") else "sbatch is not on PATH"
-
-    def submit(
-        self, experiment: str, stage: Stage, units: list[Unit], script: str, after: list[Dependency]
-    ) -> Launched:
-        """One sbatch call for the stage's units (an array when several), afterok on `after`.
-        SchedulerError when sbatch refuses."""
-        keys = afterok(after)
-        r = stage.resources
-        ex = TemplatedSlurmExecutor(
-            paths.stage_dir(experiment, stage.name),
-            script,
-            "afterok:" + ":".join(keys) if keys else None,
-            r.time_minutes,
-            r.nodes * r.tasks_per_node,
-        )
-        env = job_env(stage, self)
-        fns = [unit_job(experiment, u, env, stage.checkpointable) for u in units]
-        try:
-            job_id = ex.submit(fns[0]).job_id if len(fns) == 1 else ex.submit_array(fns)[0].job_id.split("_")[0]
-        except (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError) as e:
-            raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
-        return Launched(job_id, keys, script)
-
-    def cancel(self, ids: list[str]) -> None:
-        """scancel jobs ('123') or array tasks ('123_4')."""
-        if ids:
-            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
-
-    def poll(self, tasks: list[Task]) -> Polled:
-        return poll(tasks, self)
-
-
 def afterok(after: list[Dependency]) -> list[str]:
     """What sbatch waits for: a whole job's id, or one array task's key ('123_4')."""
     return sorted({d.key for d in after})
@@ -197,7 +160,8 @@ def sacct(job_ids: list[str]) -> dict[str, tuple[str, int | None, str]] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# States: one squeue for every open job, one sacct for those that left the queue or ended.
+# The executor (core/executor.py's protocol): sbatch, scancel, and one squeue + at most one
+# sacct per poll.
 
 # What `poll` says when part of SLURM does not answer (`status` and `wait` print it).
 NO_CONTROLLER = Note("the SLURM controller (squeue) does not answer: states from accounting and the jobs' status files")
@@ -205,46 +169,78 @@ NO_ACCOUNTING = Note("SLURM accounting (sacct/slurmdbd) does not answer: states 
 NO_SCHEDULER = Note("neither squeue nor sacct answers: states from the jobs' status files only", unreachable=True)
 
 
-def poll(tasks: list[Task], executor: SlurmExecutor) -> Polled:
-    """States of SLURM tasks from squeue (live), sacct (ended) and the jobs' status files."""
-    polled = Polled()
-    ids = sorted({t.scheduler_id for t in tasks})
-    queried = squeue(ids)
-    live = queried or {}
-    need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
-    acct = sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
-    if queried is None or acct is None:
-        polled.notes.append(
-            NO_SCHEDULER if queried is None and acct is None else NO_CONTROLLER if queried is None else NO_ACCOUNTING
+class SlurmExecutor:
+    name = "slurm"
+
+    def unavailable(self) -> str | None:
+        return None if shutil.which("sbatch") else "sbatch is not on PATH"
+
+    def submit(
+        self, experiment: str, stage: Stage, units: list[Unit], script: str, after: list[Dependency]
+    ) -> Launched:
+        """One sbatch call for the stage's units (an array when several), afterok on `after`.
+        SchedulerError when sbatch refuses."""
+        keys = afterok(after)
+        r = stage.resources
+        ex = TemplatedSlurmExecutor(
+            paths.stage_dir(experiment, stage.name),
+            script,
+            "afterok:" + ":".join(keys) if keys else None,
+            r.time_minutes,
+            r.nodes * r.tasks_per_node,
         )
-    never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
-    for t in tasks:
-        new: dict = {}
-        if t.key in live and normalise(live[t.key][0]) == PENDING and live[t.key][1] == NEVER_SATISFIED:
-            # submitted without --kill-on-invalid-dep (or SLURM kept it): it would wait forever
-            new = {"state": CANCELLED, "reason": NEVER_SATISFIED}
-            never.add(t.scheduler_id)
-        elif acct is not None and t.key in acct:
-            state, code, nodes = acct[t.key]
-            new = {"state": normalise(state), "exit_code": code, "node": nodes or None}
-        elif t.key in live:
-            state, reason, nodes = live[t.key]
-            new = {"state": normalise(state), "node": nodes or None}
-            if (new["state"] == PENDING and reason not in ("None", "")) or reason == NEVER_SATISFIED:
-                new["reason"] = reason
-            if new["state"] in FINAL_STATES:
-                new.update({k: v for k, v in from_status(t).items() if k != "state"})
-        elif queried is None or acct is None:
-            # a part of SLURM that would know does not answer: only a final status file may close
-            # the unit; otherwise it keeps its last known state until SLURM answers again
-            new = from_status(t)
-        else:  # neither the controller nor accounting knows it: the status file decides, no waiting
-            new = from_status(t) or {
-                "state": FAILED,
-                "reason": "left the queue without accounting record or final status file (killed before it started?)",
-            }
-        if acct is not None and t.key in acct and t.key in live and live[t.key][1] == NEVER_SATISFIED:
-            new["reason"] = NEVER_SATISFIED  # sacct has the state, squeue why (core/monitor.py names it)
-        polled.updates[(t.job, t.task)] = new
-    executor.cancel(sorted(never))  # end them, so the queue and the registry agree
-    return polled
+        env = job_env(stage, self)
+        fns = [unit_job(experiment, u, env, stage.checkpointable) for u in units]
+        try:
+            job_id = ex.submit(fns[0]).job_id if len(fns) == 1 else ex.submit_array(fns)[0].job_id.split("_")[0]
+        except (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError) as e:
+            raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
+        return Launched(job_id, keys, script)
+
+    def cancel(self, ids: list[str]) -> None:
+        """scancel jobs ('123') or array tasks ('123_4')."""
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+
+    def poll(self, tasks: list[Task]) -> Polled:
+        """States of SLURM tasks from squeue (live), sacct (ended) and the jobs' status files."""
+        polled = Polled()
+        ids = sorted({t.scheduler_id for t in tasks})
+        queried = squeue(ids)
+        live = queried or {}
+        need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
+        acct = sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
+        if queried is None or acct is None:
+            both = queried is None and acct is None
+            polled.notes.append(NO_SCHEDULER if both else NO_CONTROLLER if queried is None else NO_ACCOUNTING)
+        never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
+        for t in tasks:
+            new: dict = {}
+            if t.key in live and normalise(live[t.key][0]) == PENDING and live[t.key][1] == NEVER_SATISFIED:
+                # submitted without --kill-on-invalid-dep (or SLURM kept it): it would wait forever
+                new = {"state": CANCELLED, "reason": NEVER_SATISFIED}
+                never.add(t.scheduler_id)
+            elif acct is not None and t.key in acct:
+                state, code, nodes = acct[t.key]
+                new = {"state": normalise(state), "exit_code": code, "node": nodes or None}
+            elif t.key in live:
+                state, reason, nodes = live[t.key]
+                new = {"state": normalise(state), "node": nodes or None}
+                if (new["state"] == PENDING and reason not in ("None", "")) or reason == NEVER_SATISFIED:
+                    new["reason"] = reason
+                if new["state"] in FINAL_STATES:
+                    new.update({k: v for k, v in from_status(t).items() if k != "state"})
+            elif queried is None or acct is None:
+                # a part of SLURM that would know does not answer: only a final status file may close
+                # the unit; otherwise it keeps its last known state until SLURM answers again
+                new = from_status(t)
+            else:  # neither the controller nor accounting knows it: the status file decides, no waiting
+                new = from_status(t) or {
+                    "state": FAILED,
+                    "reason": "left the queue without accounting record or final status file (killed before it started?)",
+                }
+            if acct is not None and t.key in acct and t.key in live and live[t.key][1] == NEVER_SATISFIED:
+                new["reason"] = NEVER_SATISFIED  # sacct has the state, squeue why (core/monitor.py names it)
+            polled.updates[(t.job, t.task)] = new
+        self.cancel(sorted(never))  # end them, so the queue and the registry agree
+        return polled
