@@ -28,7 +28,6 @@ MAY_IMPORT = {
 # Known breaks of the table, each removed by a branch being merged; an entry that no longer
 # happens fails the test, so the list only shrinks.
 KNOWN = {
-    ("core", "executors"): "removed by exec branch (the Executor protocol in core)",
     ("kinds/train", "kinds/eval"): "removed by traineval branch (training asks for evaluation through core)",
     ("kinds/eval", "kinds/train"): "removed by traineval branch (the checkpoint contract moves into core)",
 }

@@ -133,7 +133,7 @@ def test_pending_on_a_dependency_never_satisfied_is_cancelled_naming_the_upstrea
     reg.add_job(IDS["never"], "slurm", "train-eval", "eval", folder, "", [("u", [])], [IDS["never_upstream"]])
     calls = replay(monkeypatch, "never")
     cancelled = []
-    monkeypatch.setattr(slurm, "cancel", cancelled.append)
+    monkeypatch.setattr(slurm.SlurmExecutor, "cancel", lambda self, ids: cancelled.extend(ids))
     (task,) = monitor.refresh(reg, "train-eval")
     assert task.state == "CANCELLED"
     assert task.reason == f"dependency never satisfied: train/arm (job {IDS['never_upstream']}) ended FAILED"
@@ -173,7 +173,7 @@ def test_accounting_down_keeps_last_states_and_says_so(registry, monkeypatch):
     monkeypatch.setattr(slurm, "_call", squeue_only)
     notes: list[str] = []
     tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
-    assert notes == [monitor.NO_ACCOUNTING]
+    assert notes == [slurm.NO_ACCOUNTING]
     assert tasks["a-0"].state == "COMPLETED"
     assert tasks["a-1"].state == "RUNNING" and tasks["a-2"].state == "PENDING"  # as last seen
     assert tasks["fail"].state == "FAILED"  # already final before: never asked again
@@ -189,7 +189,7 @@ def test_controller_down_reads_accounting_and_says_so(registry, monkeypatch):
     monkeypatch.setattr(slurm, "_call", no_squeue)
     notes: list[str] = []
     tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
-    assert notes == [monitor.NO_CONTROLLER]
+    assert notes == [slurm.NO_CONTROLLER]
     assert tasks["a-0"].state == "COMPLETED" and tasks["timeout"].state == "TIMEOUT"
 
 
@@ -199,7 +199,7 @@ def test_nothing_answers_keeps_states_and_wait_gives_up_saying_why(registry, mon
     monkeypatch.setattr(slurm, "_call", lambda cmd: None)
     notes: list[str] = []
     tasks = {t.run: t for t in monitor.refresh(registry, "rec", notes=notes)}
-    assert notes == [monitor.NO_SCHEDULER] and tasks["a-0"].state == "RUNNING"
+    assert notes == [slurm.NO_SCHEDULER] and tasks["a-0"].state == "RUNNING"
     res = cli("wait", "rec", "--interval", "0.05", "--unreachable-timeout", "0.2")
     assert res.code == 4
     assert "neither squeue nor sacct answers" in res.out and "has not answered for" in res.out

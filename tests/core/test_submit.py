@@ -10,6 +10,7 @@ import pytest
 from helpers import wait_final
 from orchestrator.core import kinds
 from orchestrator.core.errors import SpecError
+from orchestrator.core.executor import executor_named
 from orchestrator.core.plan import Stage, Unit, UnitArgs
 from orchestrator.core.spec import Environment, Resources, load_spec
 from orchestrator.core.submit import Plan, describe, submit
@@ -48,7 +49,7 @@ def counted(spec_file, monkeypatch):
 
 
 def test_submit_plans_once_and_checks_the_world(counted, orch_home):
-    done = submit(load_spec(counted()), "local")
+    done = submit(load_spec(counted()), executor_named("local"))
     assert CALLS == {"plan": 1, "check_submit": 1}
     assert [(s.stage, len(s.runs)) for s in done] == [("first", 1), ("many", 2)]
     assert {t.state for t in wait_final("counted", timeout=60).values()} == {"COMPLETED"}

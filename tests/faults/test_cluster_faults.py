@@ -19,8 +19,8 @@ import pytest
 
 from helpers import status_json, wait_final
 from orchestrator.core import paths
-from orchestrator.core.monitor import NO_ACCOUNTING, NO_CONTROLLER
 from orchestrator.core.registry import Registry
+from orchestrator.executors.slurm import NO_ACCOUNTING, NO_CONTROLLER
 
 pytestmark = [pytest.mark.slurm, pytest.mark.faults]
 
@@ -161,7 +161,7 @@ stages:
         until("dbddown running", lambda: states(cli, "dbddown") == {"main": "RUNNING"}, 60)
         down = time.monotonic()
         res = until("dbddown to end", lambda: (r := cli("status", "dbddown")) and "COMPLETED" in r.out and r, 60)
-        assert res.code == 0 and NO_ACCOUNTING[:40] in " ".join(res.out.split())
+        assert res.code == 0 and NO_ACCOUNTING.text[:40] in " ".join(res.out.split())
         (job_id,) = [r["job_id"] for r in status_json(cli, "dbddown")]
     finally:
         cluster("up")

@@ -42,6 +42,16 @@ def spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="experiment name (default: the spec's name)")
 
 
+def executor_argument(p: argparse.ArgumentParser) -> None:
+    from orchestrator.core.executor import EXECUTORS
+
+    p.add_argument(
+        "--executor",
+        choices=list(EXECUTORS),
+        help="default: $ORCH_EXECUTOR, else slurm when sbatch is found, else local",
+    )
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report"

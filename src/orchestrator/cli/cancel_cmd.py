@@ -3,9 +3,9 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.core.errors import UserError
+from orchestrator.core.executor import executor_named
 from orchestrator.core.monitor import refresh
 from orchestrator.core.registry import Registry
-from orchestrator.core.submit import cancel_job
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if not tasks and not reg.find_job(args.target) and not reg.tasks(args.target):
         raise UserError(f"{args.target!r} is neither a tracked experiment nor a job id")
-    jobs = sorted({(t.key if "_" in args.target else t.scheduler_id, t.executor) for t in tasks})
-    for job_id, executor in jobs:
-        cancel_job(job_id, executor)
+    jobs = sorted({(t.executor, t.key if "_" in args.target else t.scheduler_id) for t in tasks})
+    for name in sorted({name for name, _ in jobs}):
+        executor_named(name).cancel([job_id for n, job_id in jobs if n == name])
     reg.update_tasks([(t, {"state": "CANCELLED", "reason": "cancelled by user"}) for t in tasks])
     print(f"cancelled {len(jobs)} job(s), {len(tasks)} unit(s)" if jobs else "nothing to cancel: all jobs have ended")
     return 0

@@ -7,19 +7,19 @@ from __future__ import annotations
 import argparse
 import time
 
-from orchestrator.cli import main
+from orchestrator.cli import executor_argument, main
 from orchestrator.core import paths
-from orchestrator.core.submit import choose_executor
+from orchestrator.core.executor import choose_executor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="demo", help="experiment name (default: demo)")
-    p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
+    executor_argument(p)
     p.add_argument("--force", action="store_true", help="run again even if the experiment already completed")
 
 
 def run(args: argparse.Namespace) -> int:
-    executor = choose_executor(args.executor)
+    executor = choose_executor(args.executor).name
     exp, start = args.name, time.monotonic()
     force = ["--force"] if args.force else []
     data_root = paths.run_dir(exp, "prepare") / "data"

@@ -6,12 +6,14 @@ import argparse
 
 from pydantic import ValidationError
 
+from orchestrator.cli import executor_argument
 from orchestrator.cli.submit_cmd import report_submitted
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
+from orchestrator.core.executor import choose_executor
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
-from orchestrator.core.submit import choose_executor, describe, make_plan, submit
+from orchestrator.core.submit import describe, make_plan, submit
 from orchestrator.kinds.eval.spec import CheckpointGone, EvalSpec
 
 PLAN_ATTEMPTS = 3  # retention racing the planner is rare: a fresh plan sees what it left
@@ -38,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY.PATH=VALUE",
         help="any eval spec key, e.g. resources.gpus_per_node=1 or batch_size=16",
     )
-    p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
+    executor_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan; submit nothing")
     p.add_argument(
         "--force", action="store_true", help="resubmit units the registry has as pending, running or completed"

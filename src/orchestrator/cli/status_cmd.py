@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.core.executor import Note
 from orchestrator.core.monitor import log_tail, progress, refresh
 from orchestrator.core.registry import Registry
 from orchestrator.core.states import FAILED_STATES, FINAL_STATES
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="--watch: stop after this many seconds (exit 3)")
 
 
-def snapshot(experiment: str | None, notes: list[str] | None = None) -> list[dict]:
+def snapshot(experiment: str | None, notes: list[Note] | None = None) -> list[dict]:
     """One refresh → one record per job (array tasks summarised, failures with their log tail).
     `notes` receives what the monitor says about SLURM (a part of it not answering)."""
     tasks = refresh(Registry(), experiment, notes=notes)
@@ -70,7 +71,7 @@ def snapshot(experiment: str | None, notes: list[str] | None = None) -> list[dic
     return out
 
 
-def table(records: list[dict], notes: Sequence[str] = ()):
+def table(records: list[dict], notes: Sequence[Note] = ()):
     t = Table(show_lines=False, caption="\n".join(f"note: {n}" for n in notes) or None)
     for col in ("experiment", "stage", "job", "state", "done/run/fail/total", "detail"):
         t.add_column(col)
@@ -94,7 +95,7 @@ def table(records: list[dict], notes: Sequence[str] = ()):
     return t
 
 
-def runs_table(records: list[dict], notes: Sequence[str] = ()):
+def runs_table(records: list[dict], notes: Sequence[Note] = ()):
     t = Table(show_lines=False, caption="\n".join(f"note: {n}" for n in notes) or None)
     for col in ("experiment", "run", "job", "state", "exit", "node", "detail"):
         t.add_column(col)
@@ -121,7 +122,7 @@ def watch(args: argparse.Namespace, console: Console) -> int:
     """The live table until every job has ended (0) or --timeout passes (3); Ctrl-C stops it too."""
     view = runs_table if args.runs else table
     start = time.monotonic()
-    notes: list[str] = []
+    notes: list[Note] = []
     records = snapshot(args.experiment, notes)
     with Live(view(records, notes), console=console, refresh_per_second=1) as live:
         while not _ended(records):
@@ -137,7 +138,7 @@ def watch(args: argparse.Namespace, console: Console) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    notes: list[str] = []
+    notes: list[Note] = []
     if args.json:
         records = snapshot(args.experiment, notes)
         for note in notes:

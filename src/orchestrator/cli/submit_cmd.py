@@ -2,16 +2,17 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli import spec_arguments
+from orchestrator.cli import executor_argument, spec_arguments
 from orchestrator.core import paths
+from orchestrator.core.executor import Executor, choose_executor
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import load_spec
-from orchestrator.core.submit import choose_executor, describe, make_plan, submit
+from orchestrator.core.submit import describe, make_plan, submit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     spec_arguments(p)
-    p.add_argument("--executor", choices=["slurm", "local"], help="default: slurm when sbatch is found, else local")
+    executor_argument(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan and scripts; submit nothing")
     p.add_argument("--force", action="store_true", help="resubmit units that are pending, running or completed")
     p.add_argument(
@@ -43,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_submitted(spec, executor: str, submitted: list) -> None:
+def report_submitted(spec, executor: Executor, submitted: list) -> None:
     """What was submitted (job ids, arrays), the kind's notes, and how to follow it."""
     if not submitted:
         print(
             f"experiment {spec.name}: nothing to submit (every unit is pending, running or completed; --force resubmits)"
         )
         return
-    print(f"experiment {spec.name} ({executor})")
+    print(f"experiment {spec.name} ({executor.name})")
     for s in submitted:
         what = f"array of {len(s.runs)}" if len(s.runs) > 1 else "job"
         after = f", after {', '.join(s.after)}" if s.after else ""

@@ -4,7 +4,8 @@ import argparse
 import time
 
 from orchestrator.core.errors import UserError
-from orchestrator.core.monitor import NO_SCHEDULER, progress, refresh
+from orchestrator.core.executor import Note
+from orchestrator.core.monitor import progress, refresh
 from orchestrator.core.registry import Registry
 
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     start, last, last_notes = time.monotonic(), None, None
     unreachable_since: float | None = None
     while True:
-        notes: list[str] = []
+        notes: list[Note] = []
         tasks = refresh(reg, args.experiment, notes=notes)
         if not tasks:
             raise UserError(f"no tracked jobs for experiment {args.experiment!r}")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if args.timeout is not None and now - start > args.timeout:
             print(f"timed out after {args.timeout:.0f}s with units still running or pending")
             return 3
-        unreachable_since = (unreachable_since or now) if NO_SCHEDULER in notes else None
+        unreachable_since = (unreachable_since or now) if any(n.unreachable for n in notes) else None
         if unreachable_since is not None and now - unreachable_since > args.unreachable_timeout:
             print(f"gave up: SLURM (squeue and sacct) has not answered for {now - unreachable_since:.0f}s")
             return 4

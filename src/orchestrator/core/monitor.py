@@ -1,6 +1,6 @@
-"""One batched look at the scheduler for every tracked job: at most one `squeue` and one `sacct`
-call per refresh, however many jobs. States are normalised, and a unit counts as COMPLETED only
-when it exited 0 AND the outputs its kind declares exist."""
+"""One batched look at every tracked job: each executor polls all its open tasks at once (SLURM:
+at most one `squeue` and one `sacct` call per refresh, however many jobs). States are normalised,
+and a unit counts as COMPLETED only when it exited 0 AND the outputs its kind declares exist."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from orchestrator.core import paths
+from orchestrator.core.errors import SpecError
+from orchestrator.core.executor import Note, executor_named
 from orchestrator.core.registry import Registry, RegistryUnwritable, Task
 from orchestrator.core.runner import missing_outputs, read_status
 from orchestrator.core.states import (
@@ -25,13 +27,10 @@ from orchestrator.core.states import (
     REQUEUED,
     RUNNING,
     dependency_reason,
-    normalise,
 )
-from orchestrator.executors import slurm
-from orchestrator.executors.local import pid_alive
 
 
-def _from_status(t: Task) -> dict:
+def from_status(t: Task) -> dict:
     """The job's own account (status.json), used when the scheduler's is missing."""
     s = read_status(t.experiment, t.run) or {}
     if s.get("state") in FINAL_STATES:
@@ -39,83 +38,31 @@ def _from_status(t: Task) -> dict:
     return {}
 
 
-# What `refresh` says when part of SLURM does not answer (`status` and `wait` print it).
-NO_CONTROLLER = "the SLURM controller (squeue) does not answer: states from accounting and the jobs' status files"
-NO_ACCOUNTING = "SLURM accounting (sacct/slurmdbd) does not answer: states from squeue and the jobs' status files"
-NO_SCHEDULER = "neither squeue nor sacct answers: states from the jobs' status files only"
-
-
-def _slurm_updates(tasks: list[Task], notes: list[str]) -> dict[tuple[int, int], dict]:
-    ids = sorted({t.scheduler_id for t in tasks})
-    queried = slurm.squeue(ids)
-    live = queried or {}
-    need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
-    acct = slurm.sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
-    if queried is None or acct is None:
-        notes.append(
-            NO_SCHEDULER if queried is None and acct is None else NO_CONTROLLER if queried is None else NO_ACCOUNTING
-        )
-    updates = {}
-    never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
-    for t in tasks:
-        new: dict = {}
-        if t.key in live and normalise(live[t.key][0]) == PENDING and live[t.key][1] == NEVER_SATISFIED:
-            # submitted without --kill-on-invalid-dep (or SLURM kept it): it would wait forever
-            new = {"state": CANCELLED, "reason": NEVER_SATISFIED}
-            never.add(t.scheduler_id)
-        elif acct is not None and t.key in acct:
-            state, code, nodes = acct[t.key]
-            new = {"state": normalise(state), "exit_code": code, "node": nodes or None}
-        elif t.key in live:
-            state, reason, nodes = live[t.key]
-            new = {"state": normalise(state), "node": nodes or None}
-            if (new["state"] == PENDING and reason not in ("None", "")) or reason == NEVER_SATISFIED:
-                new["reason"] = reason
-            if new["state"] in FINAL_STATES:
-                new.update({k: v for k, v in _from_status(t).items() if k != "state"})
-        elif queried is None or acct is None:
-            # a part of SLURM that would know does not answer: only a final status file may close
-            # the unit; otherwise it keeps its last known state until SLURM answers again
-            new = _from_status(t)
-        else:  # neither the controller nor accounting knows it: the status file decides, no waiting
-            new = _from_status(t) or {
-                "state": FAILED,
-                "reason": "left the queue without accounting record or final status file (killed before it started?)",
-            }
-        if acct is not None and t.key in acct and t.key in live and live[t.key][1] == NEVER_SATISFIED:
-            new["reason"] = NEVER_SATISFIED  # sacct has the state, squeue why (named below)
-        updates[(t.job, t.task)] = new
-    for job in sorted(never):  # end it, so the queue and the registry agree
-        slurm.cancel(job)
-    return updates
-
-
-def _local_updates(tasks: list[Task]) -> dict[tuple[int, int], dict]:
-    updates = {}
-    for t in tasks:
-        new = _from_status(t)
-        if not new:
-            if pid_alive(int(t.scheduler_id)):
-                s = read_status(t.experiment, t.run) or {}
-                new = {"state": s.get("state", PENDING)}
-            else:
-                new = {"state": FAILED, "reason": "process ended without writing a final status"}
-        updates[(t.job, t.task)] = new
-    return updates
-
-
 def refresh(
-    registry: Registry, experiment: str | None = None, seen: set[str] | None = None, notes: list[str] | None = None
+    registry: Registry, experiment: str | None = None, seen: set[str] | None = None, notes: list[Note] | None = None
 ) -> list[Task]:
     """Bring every open task of `experiment` (or all) up to date; return all latest tasks.
     `seen`: experiments refreshed already in this pass (upstreams of cancelled units); `notes`
     receives what the caller should tell the user (a part of SLURM not answering)."""
     open_tasks = registry.tasks(experiment, only_open=True)
-    updates: dict = {}
-    slurm = [t for t in open_tasks if t.executor == "slurm"]
-    if slurm:
-        updates.update(_slurm_updates(slurm, notes if notes is not None else []))
-    updates.update(_local_updates([t for t in open_tasks if t.executor == "local"]))
+    notes = notes if notes is not None else []
+    by_executor: dict[str, list[Task]] = {}
+    for t in open_tasks:
+        by_executor.setdefault(t.executor, []).append(t)
+    updates: dict[tuple[int, int], dict] = {}
+    for name, tasks in sorted(by_executor.items()):
+        try:
+            executor = executor_named(name)
+        except SpecError:  # recorded by an executor not registered here (a plugin not installed)
+            notes.append(
+                Note(
+                    f"executor {name!r} is not known here: {len(tasks)} unit(s) keep their last state", unreachable=True
+                )
+            )
+            continue
+        polled = executor.poll(tasks)
+        updates.update(polled.updates)
+        notes += polled.notes
     changes = []
     for t in open_tasks:
         new = updates.get((t.job, t.task), {})
@@ -128,7 +75,7 @@ def refresh(
             if missing:
                 new.update(state=FAILED, reason=f"exited 0 but declared outputs are missing: {', '.join(missing)}")
         if new.get("state") == FAILED and not new.get("reason"):
-            status = _from_status(t)
+            status = from_status(t)
             new["reason"] = status.get("reason") or f"exit code {new.get('exit_code')}" + _full_disk(t)
         if new.get("state") == NODE_FAIL and not new.get("reason"):
             node = new.get("node") or t.node
@@ -148,7 +95,7 @@ def refresh(
             registry.update_tasks(named)
     except RegistryUnwritable as e:
         # the states are known, only not saved: show them (the next refresh learns them again)
-        (notes if notes is not None else []).append(f"{e} (states shown are current but not saved)")
+        notes.append(Note(f"{e} (states shown are current but not saved)"))
         latest = {(t.job, t.task): t for t in open_tasks}
         return [latest.get((t.job, t.task), t) for t in registry.tasks(experiment)]
     return registry.tasks(experiment)
@@ -170,11 +117,12 @@ def _full_disk(t: Task) -> str:
 
 
 def _upstream(registry: Registry, t: Task, ref: str) -> list[Task]:
-    """The units a dependency `ref` of `t` stands for: a job id or key (slurm), a run (local)."""
-    if t.executor == "slurm":
-        return registry.find_job(ref)
-    exp, _, run = ref.rpartition("/")
-    return [u for u in registry.tasks(exp or t.experiment) if u.run == run]
+    """The units a recorded dependency `ref` of `t` stands for: `<experiment>/<run>`, or a job id
+    or array-task key (executor.Launched.after)."""
+    if "/" in ref:
+        exp, _, run = ref.rpartition("/")
+        return [u for u in registry.tasks(exp) if u.run == run]
+    return registry.find_job(ref)
 
 
 def _name_upstream(registry: Registry, changed: list[Task], seen: set[str]) -> list[tuple[Task, dict]]:

@@ -1,22 +1,18 @@
 """Submission: plan, skip what is already done, submit stage by stage, all or nothing.
 
-The executors (`executors.slurm`, `executors.local`) make the calls; this module decides what
-goes in. Units of one stage go in as ONE job array; stages chain with afterok. Submissions of one
-experiment are serialised by a file lock, and units already pending, running or completed are not
-resubmitted unless forced, so two simultaneous submits yield one set of jobs.
+An executor (core/executor.py, chosen by the caller) makes the calls; this module decides what
+goes in. Units of one stage go in as ONE job array; stages chain with afterok (`Dependency`).
+Submissions of one experiment are serialised by a file lock, and units already pending, running or
+completed are not resubmitted unless forced, so two simultaneous submits yield one set of jobs.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from submitit.core import utils as submitit_utils
-
 from orchestrator.core import paths
-from orchestrator.core.errors import SchedulerError, SpecError
+from orchestrator.core.executor import Dependency, Executor
 from orchestrator.core.files import locked
 from orchestrator.core.monitor import refresh
 from orchestrator.core.plan import Stage, Unit, stages_of
@@ -24,16 +20,6 @@ from orchestrator.core.registry import Registry, RegistryUnwritable
 from orchestrator.core.render import render_stage
 from orchestrator.core.spec import BaseSpec
 from orchestrator.core.states import ACTIVE_STATES, CANCELLED, COMPLETED
-from orchestrator.executors import local, slurm
-
-
-def choose_executor(requested: str | None) -> str:
-    choice = requested or os.environ.get("ORCH_EXECUTOR") or ("slurm" if shutil.which("sbatch") else "local")
-    if choice not in ("slurm", "local"):
-        raise SpecError("--executor", f"{choice!r} is not an executor; use slurm or local")
-    if choice == "slurm" and shutil.which("sbatch") is None:
-        raise SpecError("--executor", "slurm was asked for but sbatch is not on PATH; use --executor local")
-    return choice
 
 
 @dataclass
@@ -41,7 +27,7 @@ class Submitted:
     stage: str
     job_id: str
     runs: list[str]
-    after: list[str] = field(default_factory=list)  # what it waits for: job ids (slurm), runs (local)
+    after: list[str] = field(default_factory=list)  # what it waits for, as the executor names it
 
 
 @dataclass
@@ -49,7 +35,7 @@ class Plan:
     """What a submit will do: per stage, the units to submit and those skipped (with why)."""
 
     experiment: str
-    executor: str
+    executor: str  # its name
     stages: list[Stage]
     todo: dict[str, list[Unit]] = field(default_factory=dict)
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -62,10 +48,10 @@ def experiment_lock(experiment: str) -> AbstractContextManager[None]:
 
 
 def make_plan(
-    spec: BaseSpec, executor: str, registry: Registry | None, force: bool, stages: list[Stage] | None = None
+    spec: BaseSpec, executor: Executor, registry: Registry | None, force: bool, stages: list[Stage] | None = None
 ) -> Plan:
     """`stages`: the spec's plan when the caller has made it already (planning may read files)."""
-    plan = Plan(spec.name, executor, stages if stages is not None else stages_of(spec))
+    plan = Plan(spec.name, executor.name, stages if stages is not None else stages_of(spec))
     current = {t.run: t for t in refresh(registry, spec.name)} if registry else {}
     for stage in plan.stages:
         todo, skipped = [], []
@@ -81,9 +67,9 @@ def make_plan(
     return plan
 
 
-def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted]:
-    """Submit every stage that has work; all or nothing: if one sbatch fails, those already
-    submitted by this call are cancelled."""
+def submit(spec: BaseSpec, executor: Executor, force: bool = False) -> list[Submitted]:
+    """Submit every stage that has work; all or nothing: if one submission fails, those already
+    made by this call are cancelled."""
     stages = stages_of(spec)
     for stage in stages:  # a bad plan or template fails before any state is touched
         render_stage(spec.name, stage, source=getattr(spec, "_source", "-"))
@@ -101,31 +87,27 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
                 units = plan.todo[stage.name]
                 if not units:
                     continue
-                deps = _dependencies(stage, plan, done, active)
+                deps = dependencies(stage, plan, done, active)
                 for u in units:  # an old attempt's status must not speak for the new one
                     paths.status_file(spec.name, u.run).unlink(missing_ok=True)
-                if executor == "slurm":
-                    job_id = slurm.submit_stage(spec.name, stage, units, plan.scripts[stage.name], deps)
-                else:
-                    job_id = local.submit_stage(spec.name, stage, units, deps)
+                launched = executor.submit(spec.name, stage, units, plan.scripts[stage.name], deps)
                 try:
                     registry.add_job(
-                        job_id,
-                        executor,
+                        launched.job_id,
+                        executor.name,
                         spec.name,
                         stage.name,
                         str(paths.stage_dir(spec.name, stage.name)),
-                        plan.scripts[stage.name] if executor == "slurm" else None,
+                        launched.script,
                         [(u.run, list(u.outputs)) for u in units],
-                        [d for d in deps],
+                        launched.after,
                     )
                 except Exception:
-                    cancel_job(job_id, executor)  # a job nobody tracks must not run
+                    executor.cancel([launched.job_id])  # a job nobody tracks must not run
                     raise
-                done.append(Submitted(stage.name, job_id, [u.run for u in units], deps))
-        except Exception as e:
-            for s in done:
-                cancel_job(s.job_id, executor)
+                done.append(Submitted(stage.name, launched.job_id, [u.run for u in units], launched.after))
+        except Exception:
+            executor.cancel([s.job_id for s in done])
             if done:
                 try:
                     with registry.transaction() as db:
@@ -136,34 +118,23 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
                         )
                 except RegistryUnwritable:
                     pass  # the jobs are cancelled; the next refresh records it from the scheduler
-            if isinstance(e, (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError)):
-                raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
             raise
     return done
 
 
-def _dependencies(stage: Stage, plan: Plan, done: list[Submitted], active: dict) -> list[str]:
-    """Job ids (slurm) or run names (local; "<experiment>/<run>" for another experiment's) this
-    stage waits for: unfinished units of its `after` and its `after_runs`."""
-    deps: list[str] = []
+def dependencies(stage: Stage, plan: Plan, done: list[Submitted], active: dict) -> list[Dependency]:
+    """What this stage waits for: its `after` stages submitted by this call (whole jobs), their
+    units still active from an earlier submit, and its `after_runs` still active."""
+    deps: set[Dependency] = set()
     by_stage = {s.stage: s for s in done}
     for name in stage.after:
         if name in by_stage:
-            deps += [by_stage[name].job_id] if plan.executor == "slurm" else by_stage[name].runs
+            deps.add(Dependency(plan.experiment, tuple(by_stage[name].runs), by_stage[name].job_id))
         dep_stage = next(s for s in plan.stages if s.name == name)
-        for u in dep_stage.units:
-            t = active.get(u.run)
-            if t is not None:
-                deps.append(t.scheduler_id if plan.executor == "slurm" else u.run)
-    for ref in stage.after_runs:  # another experiment's unit: wait only while it is unfinished
-        t = active.get(ref)
-        if t is not None:
-            deps.append(t.key if plan.executor == "slurm" else ref)
-    return sorted(set(deps))
-
-
-def cancel_job(job_id: str, executor: str) -> None:
-    (slurm.cancel if executor == "slurm" else local.cancel)(job_id)
+        deps.update(Dependency.on(active[u.run]) for u in dep_stage.units if u.run in active)
+    # another experiment's unit: wait only while it is unfinished
+    deps.update(Dependency.on(active[ref]) for ref in stage.after_runs if ref in active)
+    return sorted(deps, key=lambda d: (d.experiment, d.job_id, d.task or 0, d.runs))
 
 
 def describe(plan: Plan) -> str:

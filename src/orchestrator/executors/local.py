@@ -1,9 +1,12 @@
-"""The local executor (no SLURM): submitit's LocalExecutor runs one controller process per stage.
+"""The local executor (no SLURM), behind core's executor protocol: submitit's LocalExecutor runs
+one controller process per stage.
 
 A single unit runs in the controller; an array's controller runs its units `parallelism` at a
 time, each in its own process (`python -m orchestrator.executors.local UNIT_FILE`) with the log
 file SLURM would write for that array task. The job id is the controller's pid. Dependencies are
-waited for here by polling the runs' states (afterok), and cancelling kills the process tree.
+waited for here by polling the runs' states (afterok: every run of a `Dependency`, recorded as
+`<experiment>/<run>`), states come from the status files and whether the controller lives, and
+cancelling kills the process tree.
 """
 
 from __future__ import annotations
@@ -20,29 +23,63 @@ from pathlib import Path
 import submitit
 
 from orchestrator.core import paths
+from orchestrator.core.executor import Dependency, Launched, Polled, job_env
 from orchestrator.core.files import write_json_atomic
+from orchestrator.core.monitor import from_status
 from orchestrator.core.plan import Stage, Unit
-from orchestrator.core.registry import Registry
+from orchestrator.core.registry import Registry, Task
 from orchestrator.core.runner import read_status, run_unit
 from orchestrator.core.states import CANCELLED, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING, dependency_reason
 
 
-def submit_stage(experiment: str, stage: Stage, units: list[Unit], deps: list[str]) -> str:
-    """Start the stage's controller; `deps` are runs ("<experiment>/<run>" for another
-    experiment's) to wait for. Returns the controller's pid as the job id."""
-    folder = paths.stage_dir(experiment, stage.name)
-    ex = submitit.LocalExecutor(folder)
-    env_vars = dict(stage.env.vars)
-    r = stage.resources
-    # One unit runs as many tasks as on SLURM (e.g. one per learner); an array's controller is one.
-    ex.update_parameters(
-        timeout_min=r.time_minutes, tasks_per_node=r.nodes * r.tasks_per_node if len(units) == 1 else 1
-    )
-    if len(units) == 1:
-        job = ex.submit(run_local, experiment, units[0], env_vars, deps)
-    else:
-        job = ex.submit(run_local_array, experiment, units, env_vars, stage.array_parallelism, str(folder), deps)
-    return job.job_id
+class LocalExecutor:
+    name = "local"
+
+    def unavailable(self) -> str | None:
+        return None  # runs wherever Python does
+
+    def submit(
+        self, experiment: str, stage: Stage, units: list[Unit], script: str, after: list[Dependency]
+    ) -> Launched:
+        """Start the stage's controller, which first waits for the runs of `after`. The job id is
+        the controller's pid; the rendered script is not used."""
+        wait_for = run_refs(after)
+        folder = paths.stage_dir(experiment, stage.name)
+        ex = submitit.LocalExecutor(folder)
+        env = job_env(stage, self)
+        r = stage.resources
+        # One unit runs as many tasks as on SLURM (e.g. one per learner); an array's controller is one.
+        ex.update_parameters(
+            timeout_min=r.time_minutes, tasks_per_node=r.nodes * r.tasks_per_node if len(units) == 1 else 1
+        )
+        if len(units) == 1:
+            job = ex.submit(run_local, experiment, units[0], env, wait_for)
+        else:
+            job = ex.submit(run_local_array, experiment, units, env, stage.array_parallelism, str(folder), wait_for)
+        return Launched(job.job_id, wait_for)
+
+    def cancel(self, ids: list[str]) -> None:
+        for job_id in ids:
+            kill_tree(int(job_id.split("_")[0]))
+
+    def poll(self, tasks: list[Task]) -> Polled:
+        """A final status file speaks; otherwise a unit runs while its controller lives."""
+        polled = Polled()
+        for t in tasks:
+            new = from_status(t)
+            if not new:
+                if pid_alive(int(t.scheduler_id)):
+                    s = read_status(t.experiment, t.run) or {}
+                    new = {"state": s.get("state", PENDING)}
+                else:
+                    new = {"state": FAILED, "reason": "process ended without writing a final status"}
+            polled.updates[(t.job, t.task)] = new
+        return polled
+
+
+def run_refs(after: list[Dependency]) -> list[str]:
+    """The runs a controller waits for, as `<experiment>/<run>`."""
+    return sorted({f"{d.experiment}/{run}" for d in after for run in d.runs})
 
 
 def run_local(experiment: str, unit: Unit, env_vars: dict, wait_for: list[str]) -> int:
@@ -102,10 +139,9 @@ def local_run_state(experiment: str, run: str, registry: Registry | None = None)
     return status.get("state", PENDING)
 
 
-def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> bool:
-    """afterok: wait until the runs we depend on end; if one did not complete, mark our units
-    CANCELLED (as SLURM's kill-on-invalid-dep does)."""
-    refs = [r if "/" in r else f"{experiment}/{r}" for r in runs]
+def _dependencies_ok(experiment: str, refs: list[str], units: list[Unit]) -> bool:
+    """afterok: wait until the runs we depend on (`<experiment>/<run>`) end; if one did not
+    complete, mark our units CANCELLED (as SLURM's kill-on-invalid-dep does)."""
     while True:
         states = [local_run_state(r.split("/", 1)[0], r.split("/", 1)[1]) for r in refs]
         if all(s == COMPLETED for s in states):
@@ -129,9 +165,8 @@ def _dependencies_ok(experiment: str, runs: list[str], units: list[Unit]) -> boo
         time.sleep(0.5)
 
 
-def cancel(job_id: str) -> None:
+def kill_tree(pid: int) -> None:
     """The controller and everything it started (array units run as child processes)."""
-    pid = int(job_id.split("_")[0])
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -1,9 +1,10 @@
-"""SLURM: sbatch through submitit, squeue/sacct queries, scancel.
+"""SLURM behind core's executor protocol: sbatch through submitit, squeue/sacct queries, scancel.
 
 The script sbatch receives is exactly `render.render_stage(...)`: our executor subclass hands
 submitit the rendered text instead of letting it build its own. A stage's units go in as ONE job
-array (one sbatch call). Query output is parsed by pure functions (`parse_squeue`,
-`parse_sacct`), tested on recorded output in tests/executors/fixtures/.
+array (one sbatch call); dependencies become `--dependency=afterok:<job ids / array-task keys>`.
+`poll` makes at most one squeue and one sacct call, however many jobs; their output is parsed by
+pure functions (`parse_squeue`, `parse_sacct`), tested on recorded output in tests/executors/fixtures/.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import submitit
 from submitit.core import utils as submitit_utils
 
 from orchestrator.core import paths
+from orchestrator.core.errors import SchedulerError
+from orchestrator.core.executor import Dependency, Launched, Note, Polled, job_env
+from orchestrator.core.monitor import from_status
 from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.registry import Task
 from orchestrator.core.runner import unit_job
+from orchestrator.core.states import CANCELLED, FAILED, FINAL_STATES, NEVER_SATISFIED, PENDING, normalise
 
 scheduler_calls: list[list[str]] = []  # every squeue/sacct command line this process ran (benchmarks)
 
@@ -76,26 +82,9 @@ class TemplatedSlurmExecutor(submitit.SlurmExecutor):
         return jobs
 
 
-def submit_stage(experiment: str, stage: Stage, units: list[Unit], script: str, deps: list[str]) -> str:
-    """One sbatch call for the stage's units (an array when several); afterok on `deps` (job
-    ids). Returns the job id; submitit's FailedSubmissionError when sbatch refuses."""
-    r = stage.resources
-    ex = TemplatedSlurmExecutor(
-        paths.stage_dir(experiment, stage.name),
-        script,
-        "afterok:" + ":".join(deps) if deps else None,
-        r.time_minutes,
-        r.nodes * r.tasks_per_node,
-    )
-    fns = [unit_job(experiment, u, dict(stage.env.vars), stage.checkpointable) for u in units]
-    if len(fns) == 1:
-        return ex.submit(fns[0]).job_id
-    return ex.submit_array(fns)[0].job_id.split("_")[0]
-
-
-def cancel(job_id: str) -> None:
-    """scancel a job ('123') or one array task ('123_4')."""
-    subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+def afterok(after: list[Dependency]) -> list[str]:
+    """What sbatch waits for: a whole job's id, or one array task's key ('123_4')."""
+    return sorted({d.key for d in after})
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,3 +157,90 @@ def sacct(job_ids: list[str]) -> dict[str, tuple[str, int | None, str]] | None:
     if res is None or res.returncode != 0:
         return None
     return parse_sacct(res.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# The executor (core/executor.py's protocol): sbatch, scancel, and one squeue + at most one
+# sacct per poll.
+
+# What `poll` says when part of SLURM does not answer (`status` and `wait` print it).
+NO_CONTROLLER = Note("the SLURM controller (squeue) does not answer: states from accounting and the jobs' status files")
+NO_ACCOUNTING = Note("SLURM accounting (sacct/slurmdbd) does not answer: states from squeue and the jobs' status files")
+NO_SCHEDULER = Note("neither squeue nor sacct answers: states from the jobs' status files only", unreachable=True)
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def unavailable(self) -> str | None:
+        return None if shutil.which("sbatch") else "sbatch is not on PATH"
+
+    def submit(
+        self, experiment: str, stage: Stage, units: list[Unit], script: str, after: list[Dependency]
+    ) -> Launched:
+        """One sbatch call for the stage's units (an array when several), afterok on `after`.
+        SchedulerError when sbatch refuses."""
+        keys = afterok(after)
+        r = stage.resources
+        ex = TemplatedSlurmExecutor(
+            paths.stage_dir(experiment, stage.name),
+            script,
+            "afterok:" + ":".join(keys) if keys else None,
+            r.time_minutes,
+            r.nodes * r.tasks_per_node,
+        )
+        env = job_env(stage, self)
+        fns = [unit_job(experiment, u, env, stage.checkpointable) for u in units]
+        try:
+            job_id = ex.submit(fns[0]).job_id if len(fns) == 1 else ex.submit_array(fns)[0].job_id.split("_")[0]
+        except (submitit_utils.FailedSubmissionError, submitit_utils.FailedJobError) as e:
+            raise SchedulerError(f"sbatch refused stage {stage.name}: {e}") from None
+        return Launched(job_id, keys, script)
+
+    def cancel(self, ids: list[str]) -> None:
+        """scancel jobs ('123') or array tasks ('123_4')."""
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+
+    def poll(self, tasks: list[Task]) -> Polled:
+        """States of SLURM tasks from squeue (live), sacct (ended) and the jobs' status files."""
+        polled = Polled()
+        ids = sorted({t.scheduler_id for t in tasks})
+        queried = squeue(ids)
+        live = queried or {}
+        need_acct = [t for t in tasks if t.key not in live or normalise(live[t.key][0]) in FINAL_STATES]
+        acct = sacct(sorted({t.scheduler_id for t in need_acct})) if need_acct else {}
+        if queried is None or acct is None:
+            both = queried is None and acct is None
+            polled.notes.append(NO_SCHEDULER if both else NO_CONTROLLER if queried is None else NO_ACCOUNTING)
+        never: set[str] = set()  # jobs pending on a dependency that can never be satisfied
+        for t in tasks:
+            new: dict = {}
+            if t.key in live and normalise(live[t.key][0]) == PENDING and live[t.key][1] == NEVER_SATISFIED:
+                # submitted without --kill-on-invalid-dep (or SLURM kept it): it would wait forever
+                new = {"state": CANCELLED, "reason": NEVER_SATISFIED}
+                never.add(t.scheduler_id)
+            elif acct is not None and t.key in acct:
+                state, code, nodes = acct[t.key]
+                new = {"state": normalise(state), "exit_code": code, "node": nodes or None}
+            elif t.key in live:
+                state, reason, nodes = live[t.key]
+                new = {"state": normalise(state), "node": nodes or None}
+                if (new["state"] == PENDING and reason not in ("None", "")) or reason == NEVER_SATISFIED:
+                    new["reason"] = reason
+                if new["state"] in FINAL_STATES:
+                    new.update({k: v for k, v in from_status(t).items() if k != "state"})
+            elif queried is None or acct is None:
+                # a part of SLURM that would know does not answer: only a final status file may close
+                # the unit; otherwise it keeps its last known state until SLURM answers again
+                new = from_status(t)
+            else:  # neither the controller nor accounting knows it: the status file decides, no waiting
+                new = from_status(t) or {
+                    "state": FAILED,
+                    "reason": "left the queue without accounting record or final status file (killed before it started?)",
+                }
+            if acct is not None and t.key in acct and t.key in live and live[t.key][1] == NEVER_SATISFIED:
+                new["reason"] = NEVER_SATISFIED  # sacct has the state, squeue why (core/monitor.py names it)
+            polled.updates[(t.job, t.task)] = new
+        self.cancel(sorted(never))  # end them, so the queue and the registry agree
+        return polled

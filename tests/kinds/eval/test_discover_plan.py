@@ -148,7 +148,9 @@ def test_units_of_an_arm_still_training_wait_for_it(make_experiment):
 
 def test_slurm_dependency_is_the_training_jobs_id(make_experiment):
     """The sbatch dependency names the still-running training job (afterok), not our own."""
-    from orchestrator.core.submit import Plan, _dependencies
+    from orchestrator.core.submit import Plan, dependencies
+    from orchestrator.executors.local import run_refs
+    from orchestrator.executors.slurm import afterok
 
     make_experiment("exp", {"a": [0.1]})
     running_training_unit("exp", "a")
@@ -158,9 +160,10 @@ def test_slurm_dependency_is_the_training_jobs_id(make_experiment):
     active = {"exp/a": task}
     deferred = next(st for st in s.plan() if st.after_runs)
     plan = Plan(s.name, "slurm", s.plan())
-    assert _dependencies(deferred, plan, [], active) == ["4242"]
-    assert _dependencies(deferred, Plan(s.name, "local", s.plan()), [], active) == ["exp/a"]
-    assert _dependencies(deferred, plan, [], {}) == []  # training ended: nothing to wait for
+    deps = dependencies(deferred, plan, [], active)
+    assert afterok(deps) == ["4242"]
+    assert run_refs(deps) == ["exp/a"]  # locally: the run, watched by the waiting controller
+    assert dependencies(deferred, plan, [], {}) == []  # training ended: nothing to wait for
 
 
 def test_dry_run_prints_plan_and_imports_no_torch(make_experiment, orch_home):

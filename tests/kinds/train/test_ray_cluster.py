@@ -14,6 +14,7 @@ import pytest
 
 from helpers import wait_final
 from orchestrator.core import paths
+from orchestrator.core.executor import executor_named
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.registry import Registry
 from orchestrator.core.spec import BaseSpec, Environment
@@ -75,7 +76,7 @@ def ray_processes(job: str) -> list[str]:
 def test_two_ray_jobs_at_once_place_actors_on_both_nodes(slurm_home):
     specs = [probe_spec("ray-a"), probe_spec("ray-b")]
     for spec in specs:
-        submit(spec, "slurm")
+        submit(spec, executor_named("slurm"))
     tasks = {s.name: wait_final(s.name, timeout=420)["probe"] for s in specs}
     records = {}
     for spec in specs:
@@ -118,7 +119,7 @@ def test_two_ray_jobs_at_once_place_actors_on_both_nodes(slurm_home):
 
 def test_a_worker_that_cannot_join_fails_the_job_with_a_clear_error(slurm_home):
     spec = probe_spec("ray-nojoin", join_timeout_s=25, worker_args=("--no-such-ray-flag",))
-    submit(spec, "slurm")
+    submit(spec, executor_named("slurm"))
     t = wait_final(spec.name, timeout=300)["probe"]
     assert t.state == "FAILED" and t.exit_code != 0
     err = (paths.stage_dir(spec.name, "probe") / f"{job_of(spec.name)}_0_log.err").read_text()

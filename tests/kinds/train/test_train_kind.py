@@ -99,7 +99,12 @@ def test_domains_without_files_are_refused():
 
 
 def test_submit_prints_jobs_and_where_results_go(cli, monkeypatch):
-    monkeypatch.setattr("orchestrator.executors.local.submit_stage", lambda exp, stage, units, deps: f"{stage.name}-id")
+    from orchestrator.core.executor import Launched
+
+    monkeypatch.setattr(
+        "orchestrator.executors.local.LocalExecutor.submit",
+        lambda self, exp, stage, units, script, after: Launched(f"{stage.name}-id"),
+    )
     res = cli("submit", "mtl-comparison-tiny", "--executor", "local")
     assert res.code == 0, res.err
     out = res.out

@@ -3,9 +3,9 @@
 When the arm saves checkpoint N, N × the suite's tasks go in as ONE array through our own submit
 path (kinds/eval/spec.py `EvalSpec(only=[N])`, experiment `<exp>-eval`): the units and result
 files `eval-evolution` writes, so it later skips them, and the same pins, so retention keeps N
-until it is evaluated. From inside a SLURM job the array goes to sbatch (the job inherits PATH and
-PYTHONPATH), elsewhere to the local executor. The trainer never waits for it; a failed submit is
-printed and N is skipped, never fatal.
+until it is evaluated. The array goes to the executor that runs the trainer (core/executor.py
+`choose_executor`: every job's environment names it). The trainer never waits for it; a failed
+submit is printed and N is skipped, never fatal.
 
 At each epoch end the result files (core/paths.py `eval_result`) and the units' status files are
 polled; heldout.py takes the decisions. With `early_stopping.metric: eval/...` they stop the arm
@@ -15,8 +15,6 @@ evaluations are waited for up to `evaluation.wait_s`, and the summary says why t
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -178,12 +176,8 @@ class EvalOnSave:
         }
 
 
-def _executor() -> str:
-    """sbatch from inside a SLURM job (it inherits PATH), the local executor elsewhere."""
-    return "slurm" if os.environ.get("SLURM_JOB_ID") and shutil.which("sbatch") else "local"
-
-
 def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[str]) -> list:
+    from orchestrator.core.executor import choose_executor
     from orchestrator.core.submit import submit
     from orchestrator.kinds.eval.spec import EvalSpec
 
@@ -206,7 +200,7 @@ def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[
         data["resources"] = ev.resources
     spec = EvalSpec.model_validate(data)
     try:
-        return submit(spec, _executor())
+        return submit(spec, choose_executor())
     except BaseException:
         spec.release_pins()
         raise
