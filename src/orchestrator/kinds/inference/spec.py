@@ -109,8 +109,9 @@ class InferenceSpec(BaseSpec):
         return 0 if self.device == "cpu" else model.gpus_needed(self.gpu_memory_gb)
 
     def check_submit(self) -> None:
-        """Quantized models on vLLM: refused when the job runs on CPU (device: cpu, or the vLLM installed
-        here is the CPU build) or this vLLM has no bitsandbytes method."""
+        """Each model's quantization against its engine: a vLLM model's method must be one the installed
+        vLLM lists (read from vLLM: imported only when such a model is selected); bitsandbytes
+        (8bit/4bit) with vLLM only on GPUs of a vLLM that has it (not device: cpu or the CPU build)."""
         from orchestrator.generation.backends.vllm import check_quantization, cpu_build_installed
 
         on_cpu = self.device == "cpu" or cpu_build_installed()
