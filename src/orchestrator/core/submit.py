@@ -28,7 +28,8 @@ from orchestrator.executors import local, slurm
 
 
 def choose_executor(requested: str | None) -> str:
-    choice = requested or os.environ.get("ORCH_EXECUTOR") or ("slurm" if shutil.which("sbatch") else "local")
+    default = paths.project_config().get("executor")  # orchestrate.toml's `executor`
+    choice = requested or os.environ.get("ORCH_EXECUTOR") or default or ("slurm" if shutil.which("sbatch") else "local")
     if choice not in ("slurm", "local"):
         raise SpecError("--executor", f"{choice!r} is not an executor; use slurm or local")
     if choice == "slurm" and shutil.which("sbatch") is None:
@@ -87,6 +88,7 @@ def submit(spec: BaseSpec, executor: str, force: bool = False) -> list[Submitted
     stages = stages_of(spec)
     for stage in stages:  # a bad plan or template fails before any state is touched
         render_stage(spec.name, stage, source=getattr(spec, "_source", "-"))
+    spec.check_inputs()  # every file the jobs will read is there
     spec.check_submit()  # what only a real submit needs (an API key exported, ...)
     registry = Registry()
     with experiment_lock(spec.name):

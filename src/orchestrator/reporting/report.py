@@ -136,7 +136,7 @@ def build(res: Results, opts: Options = Options()) -> dict[str, Any]:
 
 def render_markdown(ctx: dict[str, Any]) -> str:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(paths.templates_dir())),
+        loader=jinja2.FileSystemLoader([str(d) for d in paths.templates_dirs()]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
