@@ -126,7 +126,7 @@ def test_submitting_from_another_directory_gives_the_same_results(cli, orch_home
         assert cli("submit", spec_file, "--name", name, "--executor", "local").code == 0
     results = {}
     for name in ("here", "there"):
-        assert {r: t.state for r, t in wait_final(name).items()} == {"tiny__math": "COMPLETED"}
+        assert {r: t.state for r, t in wait_final(name, timeout=900).items()} == {"tiny__math": "COMPLETED"}
         preds = orch_home / "logs" / name / "tiny__math" / "predictions.jsonl"
         results[name] = [(r["id"], r["prediction"]) for r in map(json.loads, preds.read_text().splitlines())]
     assert len(results["here"]) == 3 and results["here"] == results["there"]
