@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from orchestrator.core.errors import SchedulerError, StorageError, UserError
 
 COMMANDS = {
+    "init": "create a project directory: orchestrate.toml, jobs/ with an example spec per kind, .gitignore",
     "demo": "the whole chain on a tiny model: train baseline vs PCGrad → eval every checkpoint → report",
     "submit": "submit a job spec (an experiment): orchestrate submit mtl-comparison",
     "render": "print the exact script sbatch receives for a spec",
@@ -56,6 +58,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate", description="LLM experiments on SLURM: spec → render → submit → monitor → report"
     )
+    parser.add_argument("--version", action="version", version=f"orchestrate {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():
@@ -66,6 +69,27 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orchestrator")
+    except PackageNotFoundError:  # run from a source tree (PYTHONPATH=src) without installing
+        return "unknown (not installed)"
+
+
+def _pin_home() -> None:
+    """Jobs and local workers inherit the environment: fixing ORCH_HOME here means every process of
+    this command (and every job it submits) uses the home this command found, wherever it runs."""
+    from orchestrator.core import paths
+
+    if not os.environ.get("ORCH_HOME"):
+        try:
+            os.environ["ORCH_HOME"] = str(paths.home())
+        except UserError:
+            pass  # no project: the commands that need one say so
+
+
 def _module(name: str):
     return importlib.import_module(f"orchestrator.cli.{name.replace('-', '_')}_cmd")
 
@@ -74,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
+        _pin_home()
         return _module(args._module).run(args) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

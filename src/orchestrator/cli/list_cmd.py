@@ -5,7 +5,7 @@ import argparse
 from orchestrator.core import kinds, paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.registry import Registry
-from orchestrator.core.spec import _load_with_includes
+from orchestrator.core.spec import _load_with_includes, list_specs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,14 +14,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     print(f"kinds: {', '.join(kinds.names())}")  # built-in and those other packages register
-    print(f"specs in {paths.JOBS_DIR}:")
-    for f in sorted(paths.JOBS_DIR.glob("*.y*ml")):
+    builtin = paths.BUILTIN_JOBS.resolve()
+    print("specs (a project's spec hides the built-in of the same name):")
+    for name, f in sorted(list_specs().items()):
+        f = f.resolve()
         try:
-            data = _load_with_includes(f.resolve(), f.resolve().parent, str(f))  # kind may come from an include
+            data = _load_with_includes(f, f.parent, str(f))  # kind may come from an include
         except SpecError as e:
             data = {"kind": "(invalid)", "description": e.problems[0]}
-        desc = data.get("description") or ""
-        print(f"  {f.stem:<24} {data.get('kind', '?'):<10} {desc}")
+        origin = "built-in" if f.is_relative_to(builtin) else str(f.parent)
+        print(f"  {name:<24} {data.get('kind', '?'):<10} {origin:<10} {data.get('description') or ''}")
     exps = Registry().experiments() if paths.registry_file().exists() else []
     print("experiments:" if exps else "experiments: none yet")
     for e in exps:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from orchestrator.cli import executor_argument, spec_arguments
 from orchestrator.core import paths
@@ -40,8 +42,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n# ---- stage {stage}: script sbatch would receive ----\n{script}", end="")
         print("\n(dry run: nothing submitted)")
         return 0
+    if executor.name == "slurm":
+        _warn_unshared_python(spec)
     report_submitted(spec, executor, submit(spec, executor, force=args.force))
     return 0
+
+
+def _warn_unshared_python(spec) -> None:
+    """Jobs run the interpreter that submitted them (or env.python / env.venv): compute nodes must
+    see it, which a node-local /tmp never guarantees."""
+    python = spec.env.python or (f"{spec.env.venv}/bin/python" if spec.env.venv else sys.executable)
+    if Path(python).resolve().is_relative_to("/tmp"):
+        print(
+            f"warning: jobs will run {python}, which is under /tmp: compute nodes may not see it; install "
+            "orchestrator into an environment on a shared file system (or set env.python / env.venv)",
+            file=sys.stderr,
+        )
 
 
 def report_submitted(spec, executor: Executor, submitted: list) -> None:

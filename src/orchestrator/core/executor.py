@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.refs import load_ref
 
@@ -118,9 +119,10 @@ def executor_named(name: str) -> Executor:
 
 def choose_executor(requested: str | None = None) -> Executor:
     """The one place an executor is picked: `requested` (--executor), else ORCH_EXECUTOR (which a
-    job's environment sets to the executor running it), else the first of `EXECUTORS` usable
-    here (slurm when sbatch is on PATH, else local). SpecError (exit 2) when it cannot run here."""
-    name = requested or os.environ.get(ENV_VAR)
+    job's environment sets to the executor running it), else the project's orchestrate.toml
+    `executor`, else the first of `EXECUTORS` usable here (slurm when sbatch is on PATH, else
+    local). SpecError (exit 2) when it cannot run here."""
+    name = requested or os.environ.get(ENV_VAR) or paths.project_config().get("executor")
     if not name:
         return next(ex for ex in map(executor_named, EXECUTORS) if ex.unavailable() is None)
     executor = executor_named(name)

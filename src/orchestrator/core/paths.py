@@ -1,6 +1,17 @@
 """The one place that names every directory and file the orchestrator reads or writes.
 
-Layout under ORCH_HOME (default: the repository root, or the current directory):
+Where things are (docs/architecture.md, "Projects"):
+
+    built-ins      the specs (jobs/) and templates (templates/) that ship with the package: the
+                   repository's top-level folders in a source checkout, copies under
+                   orchestrator/_builtin/ in an installed wheel (setup.py puts them there)
+    project        the user's directory: the nearest folder at or above the current one holding
+                   `orchestrate.toml` (or a `jobs/` folder); its jobs/ and templates/ come before
+                   the built-ins of the same name. A source checkout is its own project.
+    home           ORCH_HOME, else the project's `home` setting (orchestrate.toml), else the project:
+                   all state, never a folder inside the Python installation
+
+Layout under home:
 
     logs/registry.sqlite                      experiment registry
     logs/<experiment>/<run>/                  one unit of work: its results and status.json
@@ -14,23 +25,99 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/orchestrator
-REPO_ROOT = PACKAGE_DIR.parent.parent  # src/orchestrator -> repo (editable installs)
-JOBS_DIR = Path(os.environ.get("ORCH_JOBS", REPO_ROOT / "jobs"))
+from orchestrator.core.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../orchestrator
+_SOURCE_ROOT = PACKAGE_DIR.parent.parent  # src/orchestrator -> the repository, in a source checkout
+SOURCE_CHECKOUT = (_SOURCE_ROOT / "pyproject.toml").is_file() and (_SOURCE_ROOT / "templates").is_dir()
+BUILTIN_DIR = _SOURCE_ROOT if SOURCE_CHECKOUT else PACKAGE_DIR / "_builtin"
+BUILTIN_JOBS = BUILTIN_DIR / "jobs"
+BUILTIN_TEMPLATES = BUILTIN_DIR / "templates"
+REPO_ROOT = _SOURCE_ROOT  # docs and tests of a source checkout
+PROJECT_FILE = "orchestrate.toml"
 
 STATUS_FILE = "status.json"
 
 
-def templates_dir() -> Path:
-    """jinja2 templates of the scripts sbatch receives; ORCH_TEMPLATES points to your own."""
-    return Path(os.environ.get("ORCH_TEMPLATES", REPO_ROOT / "templates"))
+class NoProject(UserError):
+    """No project directory and no ORCH_HOME: nowhere to keep state (exit 2, says how to make one)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"no orchestrator project at or above {Path.cwd()}: create one with `orchestrate init DIR` "
+            f"(or `orchestrate init` here), or set ORCH_HOME to the directory that holds logs/ and checkpoints/"
+        )
+
+
+def project_dir(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above `start` (the current one) with orchestrate.toml or jobs/."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / PROJECT_FILE).is_file() or (d / "jobs").is_dir():
+            return d
+    return None
+
+
+def project_config(project: Path | None = None) -> dict[str, Any]:
+    """The project's orchestrate.toml as a mapping ({} without one); a broken file is exit 2."""
+    project = project or project_dir()
+    f = project / PROJECT_FILE if project else None
+    if f is None or not f.is_file():
+        return {}
+    try:
+        return tomllib.loads(f.read_text())
+    except (tomllib.TOMLDecodeError, OSError) as e:
+        raise UserError(f"{f}: cannot read it ({e}); fix the file or remove it") from None
 
 
 def home() -> Path:
-    """ORCH_HOME holds all state; tests and users point it elsewhere."""
-    return Path(os.environ.get("ORCH_HOME", REPO_ROOT)).resolve()
+    """ORCH_HOME holds all state; else the project's `home` (relative to orchestrate.toml), else the
+    project itself; a source checkout outside any project is its own home (as the clone always was)."""
+    if os.environ.get("ORCH_HOME"):
+        return Path(os.environ["ORCH_HOME"]).resolve()
+    project = project_dir()
+    if project is not None:
+        configured = project_config(project).get("home")
+        return (project / str(configured)).resolve() if configured else project
+    if SOURCE_CHECKOUT:
+        return _SOURCE_ROOT
+    raise NoProject()
+
+
+def jobs_dirs() -> list[Path]:
+    """Where spec names are looked up, first match wins: ORCH_JOBS or the project's jobs/, then the
+    built-in specs."""
+    project = project_dir()
+    first = Path(os.environ["ORCH_JOBS"]) if os.environ.get("ORCH_JOBS") else project / "jobs" if project else None
+    dirs = [first] if first is not None else []
+    return _unique([*dirs, BUILTIN_JOBS])
+
+
+def templates_dirs() -> list[Path]:
+    """jinja2 templates of the scripts sbatch receives: ORCH_TEMPLATES, the project's templates/,
+    then the built-ins; a template of the same name found earlier wins."""
+    project = project_dir()
+    dirs = [Path(os.environ["ORCH_TEMPLATES"])] if os.environ.get("ORCH_TEMPLATES") else []
+    if project is not None:
+        dirs.append(project / "templates")
+    return _unique([*dirs, BUILTIN_TEMPLATES])
+
+
+def _unique(dirs: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
 
 
 def logs_dir() -> Path:
@@ -92,15 +179,16 @@ RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.json"
 
 
-def models_dir() -> Path:
-    """One YAML file per model; ORCH_MODELS points to your own directory."""
-    return Path(os.environ.get("ORCH_MODELS", JOBS_DIR / "models"))
+def models_dirs() -> list[Path]:
+    """One YAML file per model: ORCH_MODELS, the project's jobs/models/, then the built-in ones."""
+    dirs = [Path(os.environ["ORCH_MODELS"])] if os.environ.get("ORCH_MODELS") else []
+    return _unique([*dirs, *(d / "models" for d in jobs_dirs())])
 
 
 def tasks_dirs() -> list[Path]:
     """Task configs: your own (ORCH_TASKS, then jobs/tasks/) before the built-in ones."""
     dirs = [Path(os.environ["ORCH_TASKS"])] if os.environ.get("ORCH_TASKS") else []
-    return [*dirs, JOBS_DIR / "tasks", PACKAGE_DIR / "generation" / "tasks"]
+    return [*dirs, *(d / "tasks" for d in jobs_dirs()), PACKAGE_DIR / "generation" / "tasks"]
 
 
 def inference_run(model: str, task: str) -> str:
@@ -219,7 +307,7 @@ def prepared_data(prepare_run_dir: Path, domain: str, split: str) -> Path:
 def suites_dirs() -> list[Path]:
     """Evaluation suites: your own (ORCH_SUITES, then jobs/suites/) before the built-in ones."""
     dirs = [Path(os.environ["ORCH_SUITES"])] if os.environ.get("ORCH_SUITES") else []
-    return [*dirs, JOBS_DIR / "suites", PACKAGE_DIR / "kinds" / "eval" / "suites"]
+    return [*dirs, *(d / "suites" for d in jobs_dirs()), PACKAGE_DIR / "kinds" / "eval" / "suites"]
 
 
 def eval_data_root() -> Path:

@@ -46,9 +46,9 @@ def _directive(flag: str, value: object) -> str:
 
 
 @lru_cache(maxsize=4)
-def _environment(templates: Path) -> jinja2.Environment:
+def _environment(templates: tuple[Path, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
+        loader=jinja2.FileSystemLoader([str(t) for t in templates]),  # the first one holding a name wins
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -101,9 +101,10 @@ def render_stage(experiment: str, stage: Stage, n_units: int | None = None, sour
     array = n > 1
     template = stage.template
     try:
-        tpl = _environment(paths.templates_dir()).get_template(template)
+        tpl = _environment(tuple(paths.templates_dirs())).get_template(template)
     except jinja2.TemplateNotFound:
-        raise UserError(f"template {template!r} not found in {paths.templates_dir()} (ORCH_TEMPLATES)") from None
+        where = ", ".join(str(d) for d in paths.templates_dirs())
+        raise UserError(f"template {template!r} not found in {where} (ORCH_TEMPLATES)") from None
     except jinja2.TemplateSyntaxError as e:
         raise UserError(f"template {e.filename or template}, line {e.lineno}: {e.message}") from None
     variables = dict(

@@ -8,13 +8,14 @@ A spec names a job kind, resources, environment set-up and the kind's own sectio
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.core import kinds, paths
 from orchestrator.core.errors import SpecError, UserError
@@ -206,9 +207,35 @@ class BaseSpec(Strict):
         """What only `submit` needs from the world (an API key exported, ...): raise SpecError
         naming the field and the fix. Never called by render or --dry-run."""
 
+    def input_files(self) -> list[tuple[str, str]]:
+        """(field, absolute path) of every local file or directory the jobs will read: checked by
+        `check_inputs` at submit, so a missing one is refused before anything is submitted."""
+        return []
+
+    def check_inputs(self) -> None:
+        missing = [f"{field}: {path} does not exist" for field, path in self.input_files() if not Path(path).exists()]
+        if missing:
+            raise SpecError(
+                getattr(self, "_source", self.name),
+                [*missing, "relative paths are read from the spec file's directory; fix the path or create the file"],
+            )
+
     def submit_notes(self) -> list[str]:
         """Kind-specific lines `orchestrate submit` prints after submitting (e.g. where results go)."""
         return []
+
+
+# --------------------------------------------------------------------------------------------
+# Paths in a spec
+
+
+def spec_relative(value: str, info: ValidationInfo | None) -> str:
+    """A path a spec names, made absolute: relative to the spec file's directory (load_spec passes
+    it as validation context), never to where `orchestrate` runs; URLs and absolute paths stay."""
+    if "://" in value or os.path.isabs(value):
+        return value
+    base = (info.context or {}).get("spec_dir") if info is not None else None
+    return str((Path(base) if base else Path.cwd()).joinpath(value).resolve())
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,18 +243,31 @@ class BaseSpec(Strict):
 
 
 def resolve_spec_path(ref: str | Path) -> Path:
-    """`mtl-comparison` → jobs/mtl-comparison.yaml; a path is taken as is."""
+    """`mtl-comparison` → the project's jobs/mtl-comparison.yaml, else the built-in one; a path is
+    taken as is."""
     p = Path(ref)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
             raise SpecError(str(ref), "file not found")
         return p.resolve()
-    for suffix in (".yaml", ".yml"):
-        candidate = paths.JOBS_DIR / f"{ref}{suffix}"
-        if candidate.is_file():
-            return candidate.resolve()
-    known = ", ".join(sorted(x.stem for x in paths.JOBS_DIR.glob("*.y*ml"))) or "none"
-    raise SpecError(str(ref), f"no such spec file or name in {paths.JOBS_DIR} (known: {known})")
+    dirs = paths.jobs_dirs()
+    for d in dirs:
+        for suffix in (".yaml", ".yml"):
+            candidate = d / f"{ref}{suffix}"
+            if candidate.is_file():
+                return candidate.resolve()
+    known = ", ".join(sorted(list_specs())) or "none"
+    where = " or ".join(str(d) for d in dirs)
+    raise SpecError(str(ref), f"no such spec file or name in {where} (known: {known})")
+
+
+def list_specs() -> dict[str, Path]:
+    """Spec name → file, the project's (or ORCH_JOBS') before the built-ins of the same name."""
+    found: dict[str, Path] = {}
+    for d in paths.jobs_dirs():
+        for f in sorted(d.glob("*.y*ml")) if d.is_dir() else []:
+            found.setdefault(f.stem, f)
+    return found
 
 
 def _read_yaml(path: Path, shown: str) -> dict:
@@ -268,9 +308,14 @@ def _load_with_includes(path: Path, root: Path, shown: str, stack: tuple[Path, .
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise SpecError(shown, "include: must be a file path or a list of file paths")
     merged: dict = {}
+    roots = (root, paths.BUILTIN_JOBS.resolve())  # a project's spec may include the built-in defaults
+    base = next((r for r in roots if path.is_relative_to(r)), root)
     for inc in includes:
         target = (path.parent / inc).resolve()
-        if not target.is_relative_to(root):
+        builtin = (roots[1] / path.parent.relative_to(base) / inc).resolve()
+        if not target.is_file() and builtin.is_file():
+            target = builtin
+        if not any(target.is_relative_to(r) for r in roots):
             raise SpecError(shown, f"include {inc!r} points outside {root}: keep shared defaults beside the specs")
         if not target.is_file():
             raise SpecError(shown, f"include {inc!r}: file not found ({target})")
@@ -367,6 +412,9 @@ def load_spec(ref: str | Path, overrides: Sequence[str] = (), name: str | None =
     path = resolve_spec_path(ref)
     shown = str(ref)
     data = _load_with_includes(path, path.parent, shown)
+    defaults = paths.project_config().get("resources")  # orchestrate.toml [resources]: account, partition, ...
+    if isinstance(defaults, dict):
+        data = deep_merge({"resources": defaults}, data)
     for assignment in overrides:
         apply_override(data, assignment, shown)
     if name is not None:
@@ -379,7 +427,7 @@ def load_spec(ref: str | Path, overrides: Sequence[str] = (), name: str | None =
         raise SpecError(shown, f"kind: required key is missing; use one of: {', '.join(kinds.names())}")
     cls = kind_class(data["kind"], shown)
     try:
-        spec = cls.model_validate(data)
+        spec = cls.model_validate(data, context={"spec_dir": str(path.parent)})
     except ValidationError as e:
         raise SpecError(shown, format_validation_error(e, cls)) from None
     object.__setattr__(spec, "_source", str(path))

@@ -73,6 +73,7 @@ def submit(spec: BaseSpec, executor: Executor, force: bool = False) -> list[Subm
     stages = stages_of(spec)
     for stage in stages:  # a bad plan or template fails before any state is touched
         render_stage(spec.name, stage, source=getattr(spec, "_source", "-"))
+    spec.check_inputs()  # every file the jobs will read is there
     spec.check_submit()  # what only a real submit needs (an API key exported, ...)
     registry = Registry()
     with experiment_lock(spec.name):

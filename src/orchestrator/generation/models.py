@@ -160,8 +160,8 @@ class ModelConfig(BaseModel):
         return n, None
 
 
-def models_dir() -> Path:
-    return paths.models_dir()
+def models_dirs() -> list[Path]:
+    return paths.models_dirs()
 
 
 def _format(err: ValidationError) -> list[str]:
@@ -179,9 +179,9 @@ def load_model(ref: str | dict[str, Any], directory: Path | None = None) -> Mode
     """A model by name (jobs/models/<name>.yaml), by YAML path, or an inline mapping.
 
     Inline mappings may name a file with `config:` and override its keys:
-    `{config: llama-3.1-8b, quantization: 8bit}`.
+    `{config: llama-3.1-8b, quantization: 8bit}`. Names are looked up in `directory`, else in the
+    project's jobs/models/ and then the built-in ones (paths.models_dirs).
     """
-    directory = directory or models_dir()
     if isinstance(ref, dict):
         data = dict(ref)
         base = data.pop("config", None)
@@ -192,13 +192,14 @@ def load_model(ref: str | dict[str, Any], directory: Path | None = None) -> Mode
                 merged["name"] = merged["name"] if "name" in merged else str(base)
             data = merged
         return model_from_dict(data, f"model {data.get('name', '(inline)')}")
+    dirs = [directory] if directory is not None else models_dirs()
     if not isinstance(ref, str) or not ref:
-        raise SpecError("models", f"a model is a name in {directory}, a YAML path or a mapping, not {ref!r}")
+        raise SpecError("models", f"a model is a name in {dirs[0]}, a YAML path or a mapping, not {ref!r}")
     path = Path(ref)
     if path.suffix not in (".yaml", ".yml"):
-        path = directory / f"{ref}.yaml"
+        path = next((d / f"{ref}.yaml" for d in dirs if (d / f"{ref}.yaml").is_file()), dirs[0] / f"{ref}.yaml")
     if not path.is_file():
-        known = ", ".join(sorted(list_models(directory))) or "none"
+        known = ", ".join(list_models(directory)) or "none"
         raise SpecError(ref, f"no model config {path} (known models: {known}); add a YAML file there")
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -213,8 +214,8 @@ def load_model(ref: str | dict[str, Any], directory: Path | None = None) -> Mode
 
 
 def list_models(directory: Path | None = None) -> list[str]:
-    directory = directory or models_dir()
-    return sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+    dirs = [directory] if directory is not None else models_dirs()
+    return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
 
 
 def ensure_built(model: ModelConfig) -> None:

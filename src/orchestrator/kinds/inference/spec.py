@@ -17,17 +17,15 @@ Run dirs: logs/<experiment>/<model>__<task>/ (predictions.jsonl, results.json, s
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
-from orchestrator.core.spec import BaseSpec, Resources, Strict
+from orchestrator.core.spec import BaseSpec, Resources, Strict, spec_relative
 from orchestrator.generation.models import load_model
 from orchestrator.generation.tasks import load_task
 from orchestrator.kinds.inference.job import InferenceArgs
@@ -63,7 +61,7 @@ class InferenceSpec(BaseSpec):
     _tasks: list = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _load(self) -> InferenceSpec:
+    def _load(self, info: ValidationInfo) -> InferenceSpec:
         models, tasks = [], []
         for i, ref in enumerate(self.models):
             try:
@@ -72,7 +70,7 @@ class InferenceSpec(BaseSpec):
                 raise ValueError(f"models[{i}] ({ref}): {'; '.join(e.problems)}") from None
         for i, ref in enumerate(self.tasks):
             try:
-                tasks.append(_absolute_files(load_task(ref)))
+                tasks.append(_absolute_files(load_task(ref), info))
             except SpecError as e:
                 raise ValueError(f"tasks[{i}] ({ref}): {'; '.join(e.problems)}") from None
         for what, names in (("models", [m.name for m in models]), ("tasks", [t.name for t in tasks])):
@@ -107,6 +105,14 @@ class InferenceSpec(BaseSpec):
 
     def gpus_for(self, model) -> int:
         return 0 if self.device == "cpu" else model.gpus_needed(self.gpu_memory_gb)
+
+    def input_files(self) -> list[tuple[str, str]]:
+        return [
+            (f"tasks[{i}] ({t.name}).dataset.data_files", f)
+            for i, t in enumerate(self._tasks)
+            for f in _local_files(t.dataset.data_files)
+            if "://" not in f and not any(c in f for c in "*?[")  # URLs and globs: the loader's business
+        ]
 
     def check_submit(self) -> None:
         """Each model's quantization against its engine: a vLLM model's method must be one the installed
@@ -189,14 +195,14 @@ class SweepSpec(InferenceSpec):
     kind: str = "sweep"
 
 
-def _absolute_files(task):
-    """Relative data files are relative to where `orchestrate submit` runs (as command workdirs)."""
+def _absolute_files(task, info: ValidationInfo):
+    """Relative data files are relative to the spec file's directory (core.spec.spec_relative)."""
     files = task.dataset.data_files
     if files is None:
         return task
 
     def fix(f: str) -> str:
-        return f if "://" in f or os.path.isabs(f) else str(Path(f).resolve())
+        return spec_relative(f, info)
 
     if isinstance(files, str):
         files = fix(files)
@@ -205,3 +211,13 @@ def _absolute_files(task):
     else:
         files = {k: fix(v) if isinstance(v, str) else [fix(x) for x in v] for k, v in files.items()}
     return task.model_copy(update={"dataset": task.dataset.model_copy(update={"data_files": files})})
+
+
+def _local_files(files) -> list[str]:
+    if files is None:
+        return []
+    if isinstance(files, str):
+        return [files]
+    if isinstance(files, list):
+        return list(files)
+    return [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]

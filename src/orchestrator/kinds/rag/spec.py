@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
-from orchestrator.core.spec import BaseSpec, Resources, time_to_minutes
+from orchestrator.core.spec import BaseSpec, Resources, spec_relative, time_to_minutes
 from orchestrator.generation.models import ModelConfig, list_models, load_model
 from orchestrator.kinds.rag.config import DEFAULT_PROMPT, Retrieval, expand
 from orchestrator.kinds.rag.job import IndexArgs, RagArgs
@@ -69,11 +69,8 @@ class RagSpec(BaseSpec):
 
     @field_validator("corpus", "questions", "prompt_file")
     @classmethod
-    def _absolute(cls, v: str | None) -> str | None:
-        # "{jobs}/data/...": shipped with the specs; other relative paths: from where submit runs
-        return (
-            v if v is None else str(Path(v.replace("{jobs}", str(paths.JOBS_DIR))).resolve())
-        )  # relative to where `orchestrate submit` runs
+    def _absolute(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return v if v is None else spec_relative(v, info)  # relative to the spec file's directory
 
     @field_validator("time_limits")
     @classmethod
@@ -140,18 +137,17 @@ class RagSpec(BaseSpec):
             self._fingerprint = corpus.fingerprint(self.corpus) if present else f"missing:{self.corpus}"
         return retrieval.index_key(self._fingerprint, cfg.chunking, cfg.embedder)
 
+    def input_files(self) -> list[tuple[str, str]]:
+        named = (("questions", self.questions), ("corpus", self.corpus), ("prompt_file", self.prompt_file))
+        return [(k, v) for k, v in named if v is not None]
+
     def check_submit(self) -> None:
-        """The data must be there, and API models read their key in the job: it must be exported
-        in the submitting shell. (Render and --dry-run need neither.)"""
+        """API models read their key in the job: it must be exported in the submitting shell (render and
+        --dry-run need none; the data files are checked by check_inputs)."""
         import os
 
         skip = dict(self.skipped())
         missing = [
-            f"{key}: {value} does not exist (relative paths start where you run orchestrate)"
-            for key, value in (("questions", self.questions), ("corpus", self.corpus))
-            if not Path(value).exists()
-        ]
-        missing += [
             f"model {m.name}: ${m.api.api_key_env} is not set: export it in this shell (SLURM passes it on)"
             for m in self.selected()
             if m.api is not None and m.api.key_required and m.name not in skip and not os.environ.get(m.api.api_key_env)
