@@ -1,7 +1,8 @@
 """Training benchmarks, ratios measured in one run (CPU unless a GPU is present):
 
-1. PPO policy-update step time with PCGrad over 2 domains / the baseline's (sum of per-domain
-   losses, one backward) on the same rollout batch. Target <= 1.3.
+1. PPO policy-update step time of each multi-task method (torchjd weighting of the 2 domains'
+   gradient Gramian) / the baseline's (sum of per-domain losses, one backward) on the same rollout
+   batch, and the communication a method adds per step (one T x T all-reduce). Target <= 1.3.
 2. Rollout throughput (samples/s) with 2 Ray rollout workers vs. 1. Target >= 1.7x.
 
     python benchmarks/bench_train.py [--hidden 128 --layers 4 --repeats 10 --requests 256]
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from orchestrator.kinds.train.methods import METHODS
 
 
 def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
@@ -45,10 +48,11 @@ def setup_trainer(work: Path, hidden: int, layers: int, batch: int):
     return trainer, cfg
 
 
-def bench_step(trainer, repeats: int) -> tuple[float, float]:
-    """Median seconds of one policy update on one fixed batch: baseline vs PCGrad."""
+def bench_step(trainer, repeats: int, methods: list[str]) -> dict[str, float]:
+    """Median seconds of one policy update on one fixed batch: the baseline and each method."""
     import torch
 
+    from orchestrator.kinds.train.aggregation import Aggregator
     from orchestrator.kinds.train.samples import Request, collate
 
     half = trainer.cfg.trainer.batch_size // 2  # both domains in the batch
@@ -59,18 +63,18 @@ def bench_step(trainer, repeats: int) -> tuple[float, float]:
     trainer._advantages(b)
     idx = torch.arange(b["resp"].shape[0], device=trainer.device)
     assert len(trainer._by_domain(b, idx)) == 2
-    times = {False: [], True: []}
+    arms = {"baseline": None, **{m: Aggregator(m, len(trainer.domains), 0) for m in methods}}
+    times: dict[str, list[float]] = {a: [] for a in arms}
     sync = torch.cuda.synchronize if trainer.device == "cuda" else (lambda: None)
-    mtl = trainer.cfg.mtl
     for _ in range(repeats + 1):  # first round: warm-up, discarded
-        for enabled in (False, True):
-            object.__setattr__(mtl, "enabled", enabled)
+        for arm, aggregator in arms.items():  # interleaved: the machine's drift hits every arm alike
+            trainer.aggregator = aggregator
             sync()
             t0 = time.perf_counter()
             trainer._policy_step(b, idx, diagnose=False)
             sync()
-            times[enabled].append(time.perf_counter() - t0)
-    return statistics.median(times[False][1:]), statistics.median(times[True][1:])
+            times[arm].append(time.perf_counter() - t0)
+    return {arm: statistics.median(ts[1:]) for arm, ts in times.items()}
 
 
 def bench_rollout(model_dir: str, n_requests: int, micro_batch: int) -> dict[int, float]:
@@ -109,25 +113,33 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--requests", type=int, default=512)
     p.add_argument("--micro-batch", type=int, default=32, help="sequences a rollout worker generates at once")
-    p.add_argument("--skip-rollout", action="store_true", help="only the update-step ratio (no Ray)")
+    p.add_argument("--skip-rollout", action="store_true", help="only the update-step ratios (no Ray)")
+    p.add_argument("--methods", default=",".join(METHODS), help="multi-task methods to time (comma-separated)")
     args = p.parse_args()
     import torch
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         trainer, cfg = setup_trainer(Path(tmp), args.hidden, args.layers, args.batch)
         n_params = sum(p.numel() for p in trainer.policy.parameters())
-        base, pc = bench_step(trainer, args.repeats)
+        steps = bench_step(trainer, args.repeats, args.methods.split(","))
         trainer.cleanup()
         where = (
             torch.cuda.get_device_name()
             if trainer.device == "cuda"
             else f"cpu, torch threads {torch.get_num_threads()}"
         )
+        t = len(trainer.domains)
         print(
-            f"policy update, 2 domains, {args.batch * 4} responses, {n_params / 1e6:.2f}M params, {where}, "
-            f"cpus {os.cpu_count()}:"
+            f"policy update, {t} domains, {args.batch * 4} responses, {n_params / 1e6:.2f}M params, {where}, "
+            f"cpus {os.cpu_count()}: baseline {steps['baseline'] * 1000:.1f} ms"
         )
-        print(f"  baseline {base * 1000:.1f} ms, pcgrad {pc * 1000:.1f} ms -> ratio {pc / base:.2f} (target <= 1.3)")
+        for method, s in steps.items():
+            if method != "baseline":
+                print(f"  {method:<12} {s * 1000:7.1f} ms -> ratio {s / steps['baseline']:.2f} (target <= 1.3)")
+        print(
+            f"  extra communication per step with several learners: one all-reduce of the {t}x{t} fp32 Gramian "
+            f"({t * t * 4} bytes), beside the gradient's reduce-scatter ({n_params * 4 / 1e6:.1f} MB)"
+        )
         if args.skip_rollout:
             return 0
         rates = bench_rollout(cfg.model, args.requests, args.micro_batch)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.core.spec import Strict
+from orchestrator.kinds.train.methods import check_method
 from orchestrator.scoring.rewards import check_reward_ref
 
 
@@ -132,8 +133,18 @@ class Rollout(Strict):
 
 
 class MTL(Strict):
+    """The multi-task arm: per-domain gradients combined by a torchjd weighting of their Gramian
+    (kinds/train/methods.py lists them; `options` are the weighting's arguments, e.g. cagrad's c)."""
+
     enabled: bool = False
-    method: Literal["pcgrad"] = "pcgrad"
+    method: str = "pcgrad"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        check_method(v)
+        return v
 
 
 class WandB(Strict):

@@ -4,8 +4,8 @@ A train job with `nodes × tasks_per_node` > 1 runs one learner per SLURM task (
 local task). They form one process group: rank 0 drives the rollouts, validation, logging and
 checkpoints; every rank holds a shard of the policy, critic and reference (FSDP2 `fully_shard`),
 takes its share of each minibatch and gets its shard of the summed gradient from the
-reduce-scatter. PCGrad then works on those shards with `pcgrad.distributed_dot`, so its dot
-products and norms are those of the whole gradient.
+reduce-scatter. A multi-task method then works on those shards (aggregation.py): one all-reduce of
+the shards' [T, T] Gramian contributions gives every rank the whole gradient's inner products.
 
 The rendezvous address is the first node's address as SLURM knows it (NodeAddr from
 `scontrol show node`, never `hostname`: several SLURM nodes can share a host), the port comes

@@ -4,8 +4,8 @@ One arm of an experiment = one `PPOTrainer`. Each step: the rollout workers samp
 for a batch of prompts with the current policy and score them; the learner computes old,
 reference and value estimates, advantages (GAE with a critic, or GRPO group advantages), then
 PPO updates. The policy loss is taken per domain: the baseline arm steps on the sum of the
-per-domain gradients, the multi-task arm (mtl.enabled, method pcgrad) on their PCGrad
-combination. Metrics go to logs/<exp>/<arm>/metrics.jsonl (one line per epoch), the run's
+per-domain gradients, a multi-task arm (mtl.enabled) on their combination by `mtl.method`
+(a torchjd weighting of their Gramian: aggregation.py). Metrics go to logs/<exp>/<arm>/metrics.jsonl (one line per epoch), the run's
 account to summary.json (records.py), checkpoints to checkpoints/<exp>/<arm>/epoch_<N>/
 (checkpoint.py). Entry points: entry.py; samples and their tensors: samples.py.
 
@@ -13,7 +13,7 @@ Several learners (a job with nodes × tasks_per_node > 1 tasks) shard the models
 split every minibatch between them (distributed.py); rank 0 alone drives the rollouts,
 validation, logs and checkpoints, and broadcasts what the others need. Each rank's loss is
 weighted by its share of the minibatch's tokens, so the reduced gradient is the one a single
-learner would compute, and PCGrad takes its dot products over the whole gradient.
+learner would compute, and the multi-task Gramian is taken over the whole gradient.
 
 A run resumes from its latest complete checkpoint (submitit requeue, scontrol requeue):
 sampling seeds, minibatch order and data order are pure functions of (seed, step/epoch), and RNG
@@ -30,11 +30,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
 from orchestrator.kinds.train import checkpoint, distributed, trainer_state
+from orchestrator.kinds.train.aggregation import Aggregator, conflict_stats, gramian
 from orchestrator.kinds.train.config import TrainConfig
 from orchestrator.kinds.train.data import Example, epoch_order, load_verl_parquet
 from orchestrator.kinds.train.early_stop import EarlyStopping
 from orchestrator.kinds.train.eval_on_save import EvalOnSave
-from orchestrator.kinds.train.pcgrad import conflict_stats, distributed_dot, pcgrad
 from orchestrator.kinds.train.ppo import (
     gae,
     group_advantages,
@@ -97,7 +97,9 @@ class PPOTrainer:
             self.critic_optimizer = torch.optim.AdamW(
                 self.critic.parameters(), lr=t.critic_lr, weight_decay=t.weight_decay
             )
-        self.pcgrad_generator = torch.Generator().manual_seed(t.seed)
+        self.aggregator = (
+            Aggregator(cfg.mtl.method, len(self.domains), t.seed, cfg.mtl.options) if cfg.mtl.enabled else None
+        )
         es = cfg.early_stopping
         # with a held-out metric (eval/...) validation only tracks the reward-best checkpoint
         self.heldout = EvalOnSave.create(cfg, self.experiment, self.arm, self.main)
@@ -239,18 +241,20 @@ class PPOTrainer:
 
     def _policy_step(self, b: dict, idx: torch.Tensor, diagnose: bool) -> dict:
         params = self._params(self.policy)
-        dot = distributed_dot if self.world.distributed else None
         out: dict = {}
-        if self.cfg.mtl.enabled:  # PCGrad over the per-domain gradients
+        if self.aggregator is not None:  # mtl.method over the per-domain gradients (one [T, T] all-reduce)
             names, grads, stats = self.domain_grads(b, idx)
-            distributed.set_flat_grad(params, pcgrad(grads, generator=self.pcgrad_generator, dot=dot))
+            g = gramian(grads, distributed=self.world.distributed)
+            direction, w = self.aggregator.combine(grads, g)
+            distributed.set_flat_grad(params, direction)
             loss = sum(s[0] for s in stats.values())
             clipfrac = torch.stack([s[1] for s in stats.values()]).mean()
-            out["conflict"] = conflict_stats(grads, dot=dot, names=names)
+            out["conflict"] = conflict_stats(g, names=names)
+            out["weights"] = dict(zip(names, w.tolist()))
         else:  # baseline: the sum of the per-domain losses, one forward/backward
             if diagnose:  # conflict diagnostics cost extra passes: once per epoch here
                 names, grads, _ = self.domain_grads(b, idx)
-                out["conflict"] = conflict_stats(grads, dot=dot, names=names)
+                out["conflict"] = conflict_stats(gramian(grads, distributed=self.world.distributed), names=names)
             self.optimizer.zero_grad(set_to_none=True)
             mine_all = self._mine(idx)
             rows = mine_all if len(mine_all) else idx[:1]

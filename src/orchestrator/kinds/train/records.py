@@ -41,6 +41,10 @@ def epoch_metrics(steps: list[dict], domains: list[str], has_critic: bool) -> di
         for pair in conflicts[0]["pairs"]:
             m[f"grad/cosine/{pair}"] = mean([c["pairs"][pair] for c in conflicts if pair in c["pairs"]])
         m["grad/conflict_fraction"] = mean([c["conflict_fraction"] for c in conflicts])
+    weights = [p["weights"] for p in pol if "weights" in p]  # a multi-task arm's task weights
+    for d in domains:
+        if any(d in w for w in weights):
+            m[f"mtl/weight/{d}"] = mean([w[d] for w in weights if d in w])
     return m
 
 

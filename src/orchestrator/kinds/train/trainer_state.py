@@ -28,7 +28,11 @@ def gather(trainer, epoch: int) -> dict:
         "critic": critic,
         "critic_optimizer": critic_optimizer,
         "learners": t.world.size,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "pcgrad": t.pcgrad_generator.get_state()},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "mtl": t.aggregator.generator.get_state() if t.aggregator is not None else None,
+        },
         "data_position": {"next_epoch": epoch + 1, "batch": 0},
         "early_stopping": t.early_stopping.to_dict(),
         "wall_time_s": t.wall_time_s,
@@ -49,6 +53,7 @@ def restore(trainer, directory: Path) -> None:
     t.epoch, t.step, t.wall_time_s = state["epoch"], state["step"], state["wall_time_s"]
     t.last_val, t.last_metrics = state["last_val"], state["last_metrics"]
     t.early_stopping = EarlyStopping.from_dict(state["early_stopping"])
-    t.pcgrad_generator.set_state(state["rng"]["pcgrad"])
+    if t.aggregator is not None and state["rng"].get("mtl") is not None:
+        t.aggregator.generator.set_state(state["rng"]["mtl"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])
