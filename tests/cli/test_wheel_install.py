@@ -24,7 +24,18 @@ def _files(root: Path) -> set[str]:
 def test_wheel_install_runs_hello_from_an_empty_project(tmp_path):
     t0 = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", REPO],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_path / "dist",
+            REPO,
+        ],
         check=True,
         timeout=600,
     )

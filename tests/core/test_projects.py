@@ -115,7 +115,9 @@ def test_a_missing_input_file_is_refused_at_submit(cli, orch_home, tmp_path, tin
 
 
 @pytest.mark.slow
-def test_submitting_from_another_directory_gives_the_same_results(cli, orch_home, tmp_path, monkeypatch, tiny_model_path):
+def test_submitting_from_another_directory_gives_the_same_results(
+    cli, orch_home, tmp_path, monkeypatch, tiny_model_path
+):
     spec_dir = tmp_path / "study"
     (spec_dir / "data").mkdir(parents=True)
     shutil.copyfile(FIXTURES / "inference" / "math.jsonl", spec_dir / "data" / "math.jsonl")
