@@ -112,6 +112,11 @@ def templates_dirs() -> list[Path]:
     return _unique([*dirs, BUILTIN_TEMPLATES])
 
 
+def template_file(name: str) -> Path:
+    """The template `name` as templates_dirs() finds it (the project's before the built-in)."""
+    return next((d / name for d in templates_dirs() if (d / name).is_file()), BUILTIN_TEMPLATES / name)
+
+
 def _unique(dirs: list[Path]) -> list[Path]:
     out: list[Path] = []
     for d in dirs:

@@ -136,7 +136,7 @@ def render_markdown(ctx: dict[str, Any], sections: list[Section]) -> str:
     for s in sections:
         if s.template is not None:
             (inside if s.overview else after).append(render(s.template, ctx))
-    return render(paths.templates_dir() / "report.md.j2", {**ctx, "overview_sections": inside, "sections": after})
+    return render(paths.template_file("report.md.j2"), {**ctx, "overview_sections": inside, "sections": after})
 
 
 def write_report(res: Results, out_dir: Path | None = None, opts: Options = Options()) -> Path:

@@ -20,7 +20,7 @@ from orchestrator.scoring.metrics import METRICS
 class Row:
     """One value of the results table. `source` says which fields are filled (docs/results-schema.md)."""
 
-    source: str  # train | train_summary | eval | inference | judge | job
+    source: str  # train | train_summary | eval | inference | judge | job | command (a file a unit wrote)
     experiment: str
     arm: str = ""  # training arm; the model for inference and judge rows
     run: str = ""  # run directory under logs/<exp>/ (job rows: the registry's run)
