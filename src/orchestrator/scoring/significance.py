@@ -189,3 +189,41 @@ def paired_test(tasks: Pairs, test: Test = "bootstrap") -> Interval | McNemar | 
     if test == "bootstrap":
         return paired_bootstrap(tasks)
     raise ValueError(f"significance test {test!r}: one of {', '.join(TESTS)}")
+
+
+def paired_p(tasks: Pairs, min_pairs: int = MIN_PAIRS) -> tuple[float, str] | None:
+    """(two-sided p-value, test) of B against A on paired per-example scores: McNemar's exact test
+    when every score is 0/1, else Wilcoxon's signed-rank test (scipy.stats.wilcoxon) on the pairs'
+    differences; all tasks pooled. None with fewer than `min_pairs` pairs in a task."""
+    diffs: list[float] = []
+    for a, b in tasks:
+        ids = sorted(a.keys() & b.keys())
+        if len(ids) < min_pairs:
+            return None
+        diffs += [b[i] - a[i] for i in ids]
+    if not diffs:
+        return None
+    try:
+        mc = mcnemar(tasks, min_pairs=min_pairs)
+        return (mc.p, "mcnemar") if mc is not None and mc.p is not None else None
+    except NotBinaryError:
+        pass
+    if not any(diffs):
+        return 1.0, "wilcoxon"  # identical scores: no evidence of a difference
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(diffs).pvalue), "wilcoxon"
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate):
+    the i-th smallest becomes max over j <= i of min(1, (m - j + 1) p_(j)). Same order as given.
+    (scipy has no Holm; statsmodels' multipletests(method="holm") gives the same numbers.)"""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

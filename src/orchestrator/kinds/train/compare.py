@@ -20,7 +20,17 @@ import math
 from collections import defaultdict
 
 from orchestrator.reporting.table import Results, Row
-from orchestrator.scoring.significance import MIN_PAIRS, Interval, McNemar, NotBinaryError, mcnemar, paired_bootstrap
+from orchestrator.scoring.significance import (
+    ALPHA,
+    MIN_PAIRS,
+    Interval,
+    McNemar,
+    NotBinaryError,
+    holm,
+    mcnemar,
+    paired_bootstrap,
+    paired_p,
+)
 
 
 def best_checkpoint(curve: list[tuple[int, float]], higher_is_better: bool = True) -> tuple[int, float] | None:
@@ -118,6 +128,74 @@ def comparisons(res: Results, baseline: str | None = None) -> dict | None:
             dom_rows.append(row)
         out.append({"arm": arm, "checkpoint": ck, "tasks": tasks, "domains": dom_rows})
     return {"baseline": base, "baseline_checkpoint": base_ck, "arms": out, "min_pairs": MIN_PAIRS}
+
+
+def arms_vs_baseline(res: Results, baseline: str | None = None) -> dict | None:
+    """With three arms or more: every arm's last evaluated checkpoint against the baseline's on every
+    task, as one family of tests corrected for multiple comparisons (Holm), and per arm its wins,
+    ties and losses. A win (loss): the Holm-adjusted p-value is below ALPHA and the difference is in
+    the metric's better (worse) direction; anything else is a tie; too few pairs are counted apart.
+    The test is McNemar's on 0/1 scores, else Wilcoxon's signed-rank (significance.paired_p)."""
+    prim = _primary(res)
+    eval_arms = sorted({a for a, _, _ in prim})
+    if len(eval_arms) < 3:
+        return None
+    base = baseline if baseline in eval_arms else ("baseline" if "baseline" in eval_arms else eval_arms[0])
+    base_ck = _final_checkpoint(prim, base)
+    rows = []
+    for arm in [a for a in eval_arms if a != base]:
+        ck = _final_checkpoint(prim, arm)
+        for (a, c, task), ra in sorted(prim.items(), key=lambda kv: (kv[1].domain, kv[0][2])):
+            if a != base or c != base_ck or (arm, ck, task) not in prim:
+                continue
+            rb = prim[(arm, ck, task)]
+            pa = res.per_example.get((base, base_ck, task), {})
+            pb = res.per_example.get((arm, ck, task), {})
+            tested = paired_p([(pa, pb)]) if pa and pb else None
+            delta = rb.value - ra.value if ra.value is not None and rb.value is not None else None
+            rows.append(
+                {
+                    "arm": arm,
+                    "checkpoint": ck,
+                    "domain": ra.domain,
+                    "task": task,
+                    "metric": ra.metric,
+                    "a": ra.value,
+                    "b": rb.value,
+                    "delta": delta,
+                    "higher_is_better": ra.higher_is_better is not False,
+                    "p": tested[0] if tested else None,
+                    "test": tested[1] if tested else "",
+                    "p_holm": None,
+                    "outcome": "",
+                }
+            )
+    tested_rows = [r for r in rows if r["p"] is not None]
+    for r, adj in zip(tested_rows, holm([r["p"] for r in tested_rows])):
+        r["p_holm"] = adj
+    wtl = []
+    for arm in [a for a in eval_arms if a != base]:
+        counts = {"arm": arm, "wins": 0, "ties": 0, "losses": 0, "too_few": 0}
+        for r in (r for r in rows if r["arm"] == arm):
+            if r["p"] is None or r["delta"] is None:
+                r["outcome"] = "too few"
+                counts["too_few"] += 1
+            elif r["p_holm"] < ALPHA and r["delta"] != 0:
+                better = (r["delta"] > 0) == r["higher_is_better"]
+                r["outcome"] = "win" if better else "loss"
+                counts["wins" if better else "losses"] += 1
+            else:
+                r["outcome"] = "tie"
+                counts["ties"] += 1
+        wtl.append(counts)
+    return {
+        "baseline": base,
+        "baseline_checkpoint": base_ck,
+        "alpha": ALPHA,
+        "family": len(tested_rows),
+        "rows": rows,
+        "wtl": wtl,
+    }
 
 
 def _delta_row(a: float | None, b: float | None, iv: Interval | None, hib: bool) -> dict:

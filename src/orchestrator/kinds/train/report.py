@@ -35,7 +35,13 @@ def sections(res: Results, opts: Any) -> list[Section]:
     cmp = compare.comparisons(res, opts.baseline)
     evo = compare.evolution(res, opts.overfit_threshold)
     grads = compare.gradients(res)
-    body = {"comparison": cmp, "evolution": evo, "choice": compare.checkpoint_choice(res), "gradients": grads}
+    body = {
+        "comparison": cmp,
+        "all_arms": compare.arms_vs_baseline(res, opts.baseline),
+        "evolution": evo,
+        "choice": compare.checkpoint_choice(res),
+        "gradients": grads,
+    }
 
     def plots() -> dict[str, bytes]:
         out = {}
