@@ -129,7 +129,7 @@ FSDP_STEPS = textwrap.dedent("""
     import json, sys, time, torch
     from transformers import AutoModelForCausalLM
     from orchestrator.kinds.train import distributed
-    from orchestrator.kinds.train.pcgrad import distributed_dot, pcgrad
+    from orchestrator.kinds.train.aggregation import Aggregator, gramian
 
     device, path, out = sys.argv[1:4]
     world = distributed.init(device, timeout_min=3, single=True)
@@ -150,7 +150,8 @@ FSDP_STEPS = textwrap.dedent("""
             rows = batch[world.rank :: world.size].to(where)
             model(input_ids=rows, labels=rows).loss.backward()
             grads.append(distributed.flat_grad(params))
-        combined = pcgrad(torch.stack(grads), torch.Generator().manual_seed(step), dot=distributed_dot)
+        shards = torch.stack(grads)  # torchjd's PCGrad on the Gramian: one [T, T] all-reduce
+        combined, _ = Aggregator("pcgrad", len(tasks), step).combine(shards, gramian(shards, distributed=world.distributed))
         distributed.set_flat_grad(params, combined)
         optimizer.step()
         if device == "cuda":
@@ -295,7 +296,7 @@ CHECKS: dict[str, tuple] = {
     "tests/gpu": (check_suite, (), ("pytest", "pydantic"), 150, True),
     "transformers-cuda": (check_transformers, (), ("transformers", "pydantic"), 60, True),
     "bitsandbytes": (check_bitsandbytes, (), ("bitsandbytes", "accelerate", "pydantic"), 60, True),
-    "fsdp2-pcgrad": (check_fsdp2, (), ("transformers",), 90, True),
+    "fsdp2-pcgrad": (check_fsdp2, (), ("transformers", "torchjd"), 90, True),
     "nvml": (check_nvml, (), ("pynvml", "pydantic"), 30, False),
     "ppo-step": (check_ppo, (), ("pydantic", "datasets", "pyarrow"), 90, True),
     "vllm-tp1": (check_vllm, (1,), ("vllm", "pydantic"), 150, True),
@@ -308,6 +309,7 @@ WHY_MISSING = {
     "pyarrow": "the trainer reads parquet through datasets + pyarrow, not on this Python (too big for the wheel folder)",
     "pytest": "pytest is not installed (make gpu-wheels puts it in the wheel folder)",
     "pydantic": "pydantic is not installed (make gpu-wheels puts it in the wheel folder)",
+    "torchjd": "torchjd is not installed (make gpu-wheels puts it in the wheel folder)",
 }
 
 
@@ -348,6 +350,7 @@ def download_wheels(folder: Path) -> int:
     folder.mkdir(parents=True)
     for version in PYTHONS:
         download(folder, version, *LIGHT)
+    download(folder, "3.12", "--no-deps", "torchjd")  # pure Python; it runs on the machine's own torch
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True).stdout.split("\0")
     tree = _mib(REPO / f for f in tracked if f)
     room = TRAVELS_MIB - MARGIN_MIB - tree - _mib(folder.iterdir())
