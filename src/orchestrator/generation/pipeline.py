@@ -232,10 +232,7 @@ def run_in_job(
     def open_backend() -> Backend:
         ensure_built(model)
         t0 = time.perf_counter()
-        options = dict(backend_options)
-        if backend == "transformers":
-            options.setdefault("batch_size", batch_size)
-            options.setdefault("device", device)
+        options = {"batch_size": batch_size, "device": device, **backend_options}
         opened.append(load_backend(backend, model, **options))
         progress["load_time_s"] = time.perf_counter() - t0
         return opened[0]

@@ -153,17 +153,16 @@ def evaluate_one(
     model = ModelConfig(
         name=safe_name(f"{arm}-{ckpt.name}"),
         path=str(ckpt.path),
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend,
         tensor_parallel_size=tensor_parallel_size,
         max_length=_max_length(ckpt.path),
     )
-    options = {"batch_size": batch_size} if backend == "transformers" else {}
     sampling = task.sampling()
     records = pipeline.run(
         task,
         examples,
         paths.eval_predictions(train_experiment, arm, ckpt.name, task.name),
-        lambda: load_backend(backend, model, **options),
+        lambda: load_backend(backend, model, batch_size=batch_size),
         model=model.name,
         sampling=sampling,
         batch_size=batch_size,

@@ -22,12 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import BaseSpec, Resources, Strict
+from orchestrator.generation import backends
 from orchestrator.generation.models import load_model
 from orchestrator.generation.tasks import load_task
 from orchestrator.kinds.inference.job import InferenceArgs
@@ -47,7 +48,7 @@ class InferenceSpec(BaseSpec):
     models: list[str | dict[str, Any]] = Field(min_length=1)
     tasks: list[str | dict[str, Any]] = Field(min_length=1)
     only_models: list[str] | None = None  # run just these (names), e.g. --set only_models=[tiny]
-    backend: Literal["transformers", "vllm"] | None = None  # default: each model's own
+    backend: str | None = None  # a registered local backend; default: each model's own
     backend_options: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1)
@@ -60,6 +61,7 @@ class InferenceSpec(BaseSpec):
     wandb: WandbOptions = Field(default_factory=WandbOptions)
 
     _models: list = PrivateAttr(default_factory=list)
+    _backend = field_validator("backend")(backends.check_local_backend)
     _tasks: list = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -109,15 +111,12 @@ class InferenceSpec(BaseSpec):
         return 0 if self.device == "cpu" else model.gpus_needed(self.gpu_memory_gb)
 
     def check_submit(self) -> None:
-        """Quantized models on vLLM: refused when the job runs on CPU (device: cpu, or the vLLM installed
-        here is the CPU build) or this vLLM has no bitsandbytes method."""
-        from orchestrator.generation.backends.vllm import check_quantization, cpu_build_installed
-
-        on_cpu = self.device == "cpu" or cpu_build_installed()
+        """What a backend cannot run where the job runs (backends.submit_problem: e.g. quantized
+        models on vLLM's CPU build, or a vLLM without bitsandbytes)."""
         problems = [
             p
             for m in self.selected_models()
-            if (p := check_quantization(m, self.backend or m.backend, on_cpu)) is not None
+            if (p := backends.submit_problem(self.backend or m.backend, m, self.device)) is not None
         ]
         if problems:
             raise SpecError(getattr(self, "_source", self.name), problems)

@@ -16,7 +16,6 @@ so nothing is judged twice into the file. judge_summary.json is rewritten atomic
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def judge_records(records: list[dict], out: Path, cfg: JudgeConfig) -> tuple[Sta
     if not todo:  # nothing left to ask: no endpoint or key needed
         return stats, len(records), cfg if cfg.type in RULES else with_endpoint_defaults(cfg)
     if cfg.type not in RULES:
-        cfg, key = resolve_endpoint(cfg)
+        cfg = resolve_endpoint(cfg)
     with Batcher(out, cfg.flush_every, cfg.flush_interval_s) as sink:
 
         def done_one(record: dict, verdict: Verdict) -> None:
@@ -131,7 +130,7 @@ def judge_records(records: list[dict], out: Path, cfg: JudgeConfig) -> tuple[Sta
             for r in todo:
                 done_one(r, judge_by_rule(cfg.type, r))
         else:
-            asyncio.run(judge_all(todo, cfg, key, done_one, stats))
+            judge_all(todo, cfg, done_one, stats)
     return stats, len(records) - len(todo), cfg
 
 
