@@ -52,6 +52,8 @@ def registered() -> dict[str, str]:
 def check_backend(name: str) -> str:
     """`name` if it is registered, else ValueError listing the registered backends (pydantic
     turns it into the spec error naming the field)."""
+    if name in BUILTIN:  # no need to scan the installed packages' entry points
+        return name
     known = registered()
     if name not in known:
         raise ValueError(
@@ -72,7 +74,7 @@ def check_local_backend(name: str | None) -> str | None:
 def backend_class(name: str) -> Any:
     check_backend(name)
     try:
-        return load_ref(registered()[name])
+        return load_ref(BUILTIN.get(name) or registered()[name])
     except ValueError as e:
         raise UserError(f"backend {name!r}: {e}") from None
 
