@@ -113,9 +113,9 @@ class UnitStatus(ResultFile):
     """logs/<exp>/<run>/status.json: the unit's own account (core/runner.py writes it; the
     monitor falls back to it when the scheduler's accounting is silent)."""
 
-    experiment: str
-    run: str
     state: str  # core.states: RUNNING, COMPLETED, FAILED, CANCELLED
+    experiment: str = ""
+    run: str = ""
     job_id: str = ""
     host: str = ""
     node: str = ""
