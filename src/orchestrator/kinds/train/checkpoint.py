@@ -315,4 +315,4 @@ def load_state(directory: Path) -> tuple[dict, dict]:
     if not state_file.is_file():
         raise UserError(f"cannot resume from {directory}: no {paths.CHECKPOINT_STATE} (not written by the trainer)")
     state = torch.load(state_file, map_location="cpu", weights_only=False)
-    return state, CheckpointMeta.read(directory / paths.CHECKPOINT_META).dump()
+    return state, CheckpointMeta.read(directory / paths.CHECKPOINT_META).model_dump(exclude_unset=True)
