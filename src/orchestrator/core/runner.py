@@ -1,12 +1,12 @@
 """What runs inside a job: one unit of work, with its status file written atomically.
 
-status.json is the job's own account of itself (RUNNING → COMPLETED/FAILED, exit code, reason);
-the monitor prefers the scheduler's accounting and falls back to it when sacct is unavailable.
+status.json (`core.records.UnitStatus`) is the job's own account of itself (RUNNING →
+COMPLETED/FAILED, exit code, reason); the monitor prefers the scheduler's accounting and falls
+back to it when sacct is unavailable.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -16,16 +16,18 @@ from pathlib import Path
 from submitit.helpers import Checkpointable
 
 from orchestrator.core import paths
-from orchestrator.core.files import write_json_atomic
 from orchestrator.core.plan import Unit
+from orchestrator.core.records import RecordError, UnitStatus
 from orchestrator.core.refs import load_ref
 from orchestrator.core.states import COMPLETED, FAILED, RUNNING
 
 
 def read_status(experiment: str, run: str) -> dict | None:
+    """The unit's status.json as a dict of `UnitStatus`'s keys; None when there is none or it is
+    unreadable (a unit that never started, a torn copy). A newer schema_version is an error."""
     try:
-        return json.loads(paths.status_file(experiment, run).read_text())
-    except (OSError, ValueError):
+        return UnitStatus.read(paths.status_file(experiment, run)).dump()
+    except (OSError, RecordError):
         return None
 
 
@@ -64,7 +66,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
         "started": time.time(),
     }
     if lead:
-        write_json_atomic(status_path, {**base, "state": RUNNING})  # a failure here: nothing has run yet
+        UnitStatus(**base, state=RUNNING).write(status_path)  # a failure here: nothing has run yet
     code, reason = 1, ""
     try:
         result = load_ref(unit.entry)(run_dir=str(run_dir), experiment=experiment, **unit.args.kwargs())
@@ -73,9 +75,7 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     except Exception as e:  # recorded, then re-raised for the scheduler
         reason = f"{type(e).__name__}: {e}"
         if lead:
-            _write_status(
-                status_path, {**base, "state": FAILED, "exit_code": 1, "reason": reason, "ended": time.time()}
-            )
+            _write_status(status_path, UnitStatus(**base, state=FAILED, exit_code=1, reason=reason, ended=time.time()))
         raise
     # With several tasks, other ranks may still be writing: the monitor checks outputs once the
     # whole job has ended; a single task can check now, so afterok never follows a missing output.
@@ -84,8 +84,9 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     if missing:
         code, reason = 1, f"exited 0 but declared outputs are missing: {', '.join(missing)}"
     if lead:
-        final = {"state": COMPLETED if code == 0 else FAILED, "exit_code": code, "reason": reason}
-        if not _write_status(status_path, {**base, **final, "ended": time.time()}) and code == 0:
+        state = COMPLETED if code == 0 else FAILED
+        final = UnitStatus(**base, state=state, exit_code=code, reason=reason, ended=time.time())
+        if not _write_status(status_path, final) and code == 0:
             code = 1  # no COMPLETED on record: say FAILED to the scheduler too, so nothing follows
             reason = "could not record the unit's end (see above); run it again"
     if code != 0:
@@ -96,11 +97,11 @@ def run_unit(experiment: str, unit: Unit, env_vars: dict | None = None) -> int:
     return code
 
 
-def _write_status(path: Path, status: dict) -> bool:
+def _write_status(path: Path, status: UnitStatus) -> bool:
     """Write the status file; on a failed write (a full disk) say why on stderr and go on, so
     the job's own error is the one the scheduler and the log show."""
     try:
-        write_json_atomic(path, status)
+        status.write(path)
         return True
     except OSError as e:
         print(f"orchestrator: {e}", file=sys.stderr, flush=True)

@@ -24,9 +24,9 @@ import submitit
 
 from orchestrator.core import paths
 from orchestrator.core.executor import Dependency, Launched, Polled, job_env
-from orchestrator.core.files import write_json_atomic
 from orchestrator.core.monitor import from_status
 from orchestrator.core.plan import Stage, Unit
+from orchestrator.core.records import UnitStatus
 from orchestrator.core.registry import Registry, Task
 from orchestrator.core.runner import read_status, run_unit
 from orchestrator.core.states import CANCELLED, COMPLETED, FAILED, FINAL_STATES, PENDING, RUNNING, dependency_reason
@@ -150,16 +150,8 @@ def _dependencies_ok(experiment: str, refs: list[str], units: list[Unit]) -> boo
         if bad:
             reason = "; ".join(dependency_reason(r, s) for r, s in bad)
             for u in units:
-                write_json_atomic(
-                    paths.status_file(experiment, u.run),
-                    {
-                        "experiment": experiment,
-                        "run": u.run,
-                        "state": CANCELLED,
-                        "exit_code": None,
-                        "reason": reason,
-                        "ended": time.time(),
-                    },
+                UnitStatus(experiment=experiment, run=u.run, state=CANCELLED, reason=reason, ended=time.time()).write(
+                    paths.status_file(experiment, u.run)
                 )
             return False
         time.sleep(0.5)

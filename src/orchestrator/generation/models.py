@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
+from orchestrator.generation import backends
 
 BYTES_PER_PARAM = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "auto": 2.0}
 BNB_QUANTIZATION = ("8bit", "4bit")  # bitsandbytes, quantized while loading (transformers backend)
@@ -50,7 +51,7 @@ class GenerationDefaults(BaseModel):
 
 
 class ApiEndpoint(BaseModel):
-    """An OpenAI-compatible endpoint (OpenRouter, OpenAI, a vLLM server): `backend: openai`.
+    """An OpenAI-compatible endpoint (OpenRouter, OpenAI, a vLLM server) for a remote backend (`openai`).
     The key is read in the job from the variable `api_key_env` names; it is never in a config."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,8 +94,8 @@ class ModelConfig(BaseModel):
     max_length: int = Field(4096, ge=1)
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
     chat_template: bool = True  # wrap prompts with the tokenizer's chat template when it has one
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    api: ApiEndpoint | None = None  # backend openai: where and how to call; `path` is the API's model id
+    backend: str = backends.DEFAULT  # a registered backend (generation/backends/__init__.py)
+    api: ApiEndpoint | None = None  # remote backend: where and how to call; `path` is the API's model id
     price: Price = Field(default_factory=Price)
     trust_remote_code: bool = False
     kv_margin: float = Field(0.2, ge=0.0)  # fraction of weight memory kept for KV cache + activations
@@ -116,10 +117,12 @@ class ModelConfig(BaseModel):
         weights = self.params_b * self.bytes_per_param  # 1e9 params × bytes = GB
         return weights * (1.0 + self.kv_margin) + 1.0
 
+    _backend = field_validator("backend")(backends.check_backend)
+
     @model_validator(mode="after")
     def _api(self) -> ModelConfig:
         if self.remote and self.api is None:
-            raise ValueError("backend openai needs `api: {base_url: ..., api_key_env: ...}`")
+            raise ValueError(f"backend {self.backend} needs `api: {{base_url: ..., api_key_env: ...}}`")
         return self
 
     @model_validator(mode="after")
@@ -135,7 +138,7 @@ class ModelConfig(BaseModel):
 
     @property
     def remote(self) -> bool:
-        return self.backend == "openai"
+        return backends.is_remote(self.backend)
 
     def gpus_needed(self, gpu_memory_gb: float) -> int:
         """GPUs for one job: enough memory for the estimate, at least tensor_parallel_size (an

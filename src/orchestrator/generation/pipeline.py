@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from orchestrator.core import paths
-from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, first_by_id, read_json, read_jsonl, write_json_atomic
+from orchestrator.core.files import append_jsonl, first_by_id, read_json, write_json_atomic
+from orchestrator.core.records import ExampleRecord, read_records
 from orchestrator.generation.backends.base import Backend, Generation, Request
 from orchestrator.generation.models import ModelConfig
 from orchestrator.generation.task import Sampling, Task
@@ -100,27 +100,9 @@ def make_record(task: Task, model: str, ex: dict, gens: list[Generation], scored
     if len(gens) > 1:
         keys = list(dict.fromkeys(k for s in scored for k in s.scores))
         scores = {k: _mean([s.scores.get(k) for s in scored]) for k in keys}
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": ex["id"],
-        "task": task.name,
-        "model": model,
-        "domain": ex["domain"],
-        "prompt": ex["prompt"],
-        "prediction": first.text,
-        "gold": ex["gold"],
-        "scores": scores,
-        "correct": s0.correct,
-        "confidence": confidence_from_logprobs(first.token_logprobs),
-        "latency_s": latency,
-        "prompt_tokens": first.prompt_tokens,
-        "completion_tokens": sum(g.completion_tokens for g in gens),
-        "finish_reason": first.finish_reason,
-    }
-    if first.error:
-        record["error"] = first.error
+    samples = None
     if len(gens) > 1:
-        record["samples"] = [
+        samples = [
             {
                 "prediction": g.text,
                 "scores": s.scores,
@@ -130,7 +112,24 @@ def make_record(task: Task, model: str, ex: dict, gens: list[Generation], scored
             }
             for g, s in zip(gens, scored)
         ]
-    return record
+    return ExampleRecord(
+        id=ex["id"],
+        task=task.name,
+        model=model,
+        domain=ex["domain"],
+        prompt=ex["prompt"],
+        prediction=first.text,
+        gold=ex["gold"],
+        scores=scores,
+        correct=s0.correct,
+        confidence=confidence_from_logprobs(first.token_logprobs),
+        latency_s=latency,
+        prompt_tokens=first.prompt_tokens,
+        completion_tokens=sum(g.completion_tokens for g in gens),
+        finish_reason=first.finish_reason,
+        error=first.error or None,
+        samples=samples,
+    ).dump()
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -146,8 +145,10 @@ def samples_correct(record: dict) -> int:
 
 
 def read_done(predictions: Path) -> dict[str, dict]:
-    """The finished records of a predictions file by id (torn last line cut off: about to append)."""
-    return {r["id"]: r for r in first_by_id(read_jsonl(predictions, repair=True).records)}
+    """The finished records of a predictions file by id (torn last line cut off: about to append);
+    each one an `ExampleRecord` (a newer schema_version or a foreign line is an error naming it)."""
+    records, _ = read_records(predictions, ExampleRecord, repair=True)
+    return {r["id"]: r for r in first_by_id(r.dump() for r in records)}
 
 
 def run(
@@ -232,10 +233,7 @@ def run_in_job(
     def open_backend() -> Backend:
         ensure_built(model)
         t0 = time.perf_counter()
-        options = dict(backend_options)
-        if backend == "transformers":
-            options.setdefault("batch_size", batch_size)
-            options.setdefault("device", device)
+        options = {"batch_size": batch_size, "device": device, **backend_options}
         opened.append(load_backend(backend, model, **options))
         progress["load_time_s"] = time.perf_counter() - t0
         return opened[0]

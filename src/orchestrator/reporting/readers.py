@@ -1,6 +1,7 @@
 """What every kind's reader shares: the table being filled, file access that warns instead of
-failing (a missing or malformed file is a warning, never fatal), and the registry's jobs (one row per
-run). Each kind reads its own result files (`Kind.read`, in `kinds/<kind>/report.py`)."""
+failing (a missing or malformed file is a warning, never fatal; a file of a newer or unknown
+schema_version is an error naming it: core.records.check_version), and the registry's jobs (one row
+per run). Each kind reads its own result files (`Kind.read`, in `kinds/<kind>/report.py`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.core import monitor, paths
-from orchestrator.core.files import SCHEMA_VERSION, read_jsonl
+from orchestrator.core.files import read_jsonl
+from orchestrator.core.records import RecordError, ResultFile, check_version
 from orchestrator.core.registry import Registry
+from orchestrator.core.runner import read_status
 from orchestrator.core.states import ACTIVE_STATES, COMPLETED
 from orchestrator.reporting.table import Results, Row, finite, relative
 
@@ -26,22 +29,16 @@ class Reader:
     def warn(self, path: Path, problem: str) -> None:
         self.res.warnings.append(f"{relative(path)}: {problem}")
 
-    def json_file(self, path: Path) -> dict | None:
+    def json_file(self, path: Path, model: type[ResultFile] = ResultFile) -> dict | None:
+        """The file through `model` (default: any result file), as a dict; None with a warning when
+        it is unreadable or not the model. SchemaVersionError when its version is not one we read."""
         try:
-            data = json.loads(path.read_text())
+            return model.read(path).dump()
         except OSError as e:
             self.warn(path, f"unreadable ({e.strerror})")
-            return None
-        except ValueError as e:
-            self.warn(path, f"not valid JSON ({e}); skipped")
-            return None
-        if not isinstance(data, dict):
-            self.warn(path, "expected a JSON object; skipped")
-            return None
-        version = data.get("schema_version")
-        if version is not None and version != SCHEMA_VERSION:
-            self.warn(path, f"schema_version {version} (this reader knows {SCHEMA_VERSION}); read as best it can")
-        return data
+        except RecordError as e:
+            self.warn(path, f"{str(e).removeprefix(f'{path}: ')}; skipped")
+        return None
 
     def jsonl(self, path: Path) -> Iterator[tuple[int, dict]]:
         """(record number, record) of a JSON-lines file, by core.files' rule: a torn last line (a
@@ -51,7 +48,9 @@ class Reader:
         except OSError as e:
             self.warn(path, f"unreadable ({e.strerror})")
             return
-        yield from enumerate(content.records, 1)
+        for i, rec in enumerate(content.records, 1):
+            check_version(rec, f"{path}, record {i}")
+            yield i, rec
         bad = list(content.bad_lines)
         if content.torn:
             bad.append(path.read_bytes().count(b"\n") + 1)
@@ -108,11 +107,7 @@ class Reader:
 
 
 def _status(experiment: str, run: str) -> dict:
-    try:
-        d = json.loads(paths.status_file(experiment, run).read_text())
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_status(experiment, run) or {}
 
 
 _GPUS_PER_NODE = re.compile(r"^#SBATCH --(?:gpus-per-node|gres)=(?:gpu:)?(?:[a-zA-Z0-9_]+:)?(\d+)\s*$", re.M)

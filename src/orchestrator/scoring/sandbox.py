@@ -5,7 +5,7 @@ tests, HumanEval or MBPP style), `run_many` (many in parallel), `pass_at_k` (unb
 Each run starts `sandbox_supervisor.py` as a separate process, which sets up the isolation
 (throw-away uid, mount/network/PID namespaces, rlimits; see that module for the layers and their
 fallbacks); this side leases the uid, enforces the wall-clock timeout, collects the output and
-kills whatever is left.
+kills whatever is left (the uid lease and the killing: `sandbox_procs.py`).
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import time
 from dataclasses import dataclass, field
 
 from orchestrator.scoring import sandbox_supervisor
-from orchestrator.scoring.sandbox_supervisor import UID_BASE, UID_COUNT, UID_RANGE
+from orchestrator.scoring.sandbox_procs import SandboxError, UidLease, count_tasks, hard_kill, hidden_interpreter_dirs
+from orchestrator.scoring.sandbox_supervisor import UID_RANGE
 
 # Try namespaces at all (tests turn this off to exercise the fallback path).
 _NAMESPACES = True
 
 __all__ = ["UID_RANGE", "ExecResult", "SandboxError", "check_candidate", "pass_at_k", "run_many", "run_program"]
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (not the program in it): set-up error, interpreter unreachable."""
 
 
 @dataclass
@@ -70,7 +67,7 @@ def run_program(
     import tempfile
 
     is_root = os.geteuid() == 0
-    lease = _UidLease() if is_root else None
+    lease = UidLease() if is_root else None
     uid = lease.uid if lease else None
     root = None
     report_r = report_w = -1
@@ -98,14 +95,14 @@ def run_program(
             "box": box,
             "disk_mb": int(disk_mb),
             "namespaces": _NAMESPACES,
-            "reexpose": _hidden_interpreter_dirs() if is_root else {},
+            "reexpose": hidden_interpreter_dirs() if is_root else {},
             "limits": {
                 # Memory: address space, so a huge allocation fails with MemoryError in-process.
                 "AS": memory_mb * 1024 * 1024,
                 # CPU seconds: a busy loop dies (SIGXCPU) even if the wall clock is generous.
                 "CPU": int(cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1),
                 # Processes/threads of the uid: stops fork bombs (only enforced for non-root uids).
-                "NPROC": max_procs if uid is not None else _count_tasks(os.getuid()) + max_procs,
+                "NPROC": max_procs if uid is not None else count_tasks(os.getuid()) + max_procs,
                 # File size: no single file can fill the disk (Python then gets EFBIG).
                 "FSIZE": disk_mb * 1024 * 1024,
                 # Open files: bounded use of kernel file tables.
@@ -147,7 +144,7 @@ def run_program(
         duration = time.monotonic() - started
     finally:
         if proc is not None and proc.poll() is None:  # interrupted: never leave a sandbox behind
-            _hard_kill(proc, uid)
+            hard_kill(proc, uid)
         for fd in (report_r, report_w):
             if fd >= 0:
                 os.close(fd)
@@ -181,7 +178,7 @@ def _collect(proc, report_r, deadline, limit, uid):
                 timed_out = True
                 proc.send_signal(signal.SIGTERM)  # no-op if the supervisor already exited
             elif step == "kill":
-                _hard_kill(proc, uid, _merge_reports(bufs[report_r]).get("pgid"))
+                hard_kill(proc, uid, _merge_reports(bufs[report_r]).get("pgid"))
             else:
                 break
             continue
@@ -200,7 +197,7 @@ def _collect(proc, report_r, deadline, limit, uid):
     try:
         proc.wait(timeout=5)
     except Exception:
-        _hard_kill(proc, uid)
+        hard_kill(proc, uid)
         proc.wait()
     truncated = seen[out_fd] > limit or seen[err_fd] > limit
     return bytes(bufs[out_fd]), bytes(bufs[err_fd]), truncated, _merge_reports(bufs[report_r]), timed_out
@@ -249,132 +246,6 @@ def _result(stdout, stderr, truncated, merged, timed_out, duration, sup_rc, uid)
     low = text_err.lower()
     memory = "memoryerror" in low or "cannot allocate memory" in low
     return ExecResult(returncode, text_out, text_err, timed_out, memory, duration, status, truncated, isolation)
-
-
-def _hard_kill(proc, uid, pgid=None) -> None:
-    """Last resort, from the parent: SIGKILL the supervisor's and the program's process groups
-    and everything of the run's uid."""
-    for group in (proc.pid, pgid):
-        try:
-            if group:
-                os.killpg(group, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    if uid is not None:
-        _kill_uid_from_parent(uid)
-
-
-def _kill_uid_from_parent(uid: int) -> None:
-    # kill(-1) from a process of that uid reaches every process of the uid, atomically w.r.t.
-    # fork. A helper does it (the parent is multi-threaded and must not setuid itself); /bin/sh,
-    # because our own interpreter may not be executable by that uid.
-    import subprocess
-
-    try:
-        subprocess.run(
-            ["/bin/sh", "-c", "kill -KILL -1"],
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            env={},
-            cwd="/",
-            stderr=subprocess.DEVNULL,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        pass
-
-
-def _pids_of(uid: int):
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                yield pid
-        except OSError:  # exited meanwhile
-            pass
-
-
-def _count_tasks(uid: int) -> int:
-    n = 0
-    for pid in _pids_of(uid):
-        try:
-            n += len(os.listdir(f"/proc/{pid}/task"))
-        except OSError:
-            pass
-    return n
-
-
-class _UidLease:
-    """Exclusive use of one uid from UID_RANGE, across threads and processes (flock)."""
-
-    def __init__(self):
-        import fcntl
-        import random
-        import tempfile
-
-        # private on purpose: the sandbox's uid leases in /tmp, not results; nobody else may take one
-        d = os.path.join(tempfile.gettempdir(), "orchestrator-sandbox-uids")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        if os.stat(d).st_uid != os.geteuid():
-            raise SandboxError(f"{d} is not owned by us; refusing to use it for uid locks")
-        start = random.randrange(UID_COUNT)
-        for i in range(UID_COUNT):
-            uid = UID_BASE + (start + i) % UID_COUNT
-            fd = os.open(os.path.join(d, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            self.uid, self._fd = uid, fd
-            if any(_pids_of(uid)):  # left over from a crashed evaluator: clear them first
-                _kill_uid_from_parent(uid)
-            return
-        raise SandboxError(f"all {UID_COUNT} sandbox uids are in use")
-
-    def release(self) -> None:
-        os.close(self._fd)  # closing drops the flock
-
-
-_hidden_cache: dict | None = None
-
-
-def _hidden_interpreter_dirs() -> dict[str, list[str]]:
-    """Interpreter dirs under a parent the sandbox uid cannot traverse (e.g. pyenv in /root, 0700).
-
-    Maps that parent → the dirs to re-expose; the supervisor hides the parent behind an empty tmpfs
-    and bind-mounts just those dirs back, so the program can run this interpreter and read nothing
-    else there.
-    """
-    global _hidden_cache
-    if _hidden_cache is None:
-        wanted = sorted(
-            {
-                os.path.realpath(p)
-                for p in (
-                    sys.prefix,
-                    sys.base_prefix,
-                    sys.exec_prefix,
-                    sys.base_exec_prefix,
-                    os.path.dirname(os.path.realpath(sys.executable)),
-                )
-            }
-        )
-        tops: list[str] = []
-        for p in wanted:  # keep only outermost dirs
-            if not any(p == t or p.startswith(t + "/") for t in tops):
-                tops.append(p)
-        hidden: dict[str, list[str]] = {}
-        for p in tops:
-            parts = p.split("/")
-            for i in range(2, len(parts)):
-                anc = "/".join(parts[:i])
-                if not os.stat(anc).st_mode & 0o001:
-                    hidden.setdefault(anc, []).append(p)
-                    break
-        _hidden_cache = hidden
-    return _hidden_cache
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from helpers import FIXTURES, kill_at_random_points, timed_run
 from orchestrator.core.files import append_jsonl
+from orchestrator.core.records import ExampleRecord
 from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig
 from orchestrator.generation.pipeline import read_done
@@ -158,11 +159,15 @@ def test_limit_and_smoke_are_seeded_samples(tmp_path, tiny_model_path, orch_home
 
 def test_torn_last_line_is_cut_and_resume_appends_cleanly(tmp_path):
     p = tmp_path / "predictions.jsonl"
-    append_jsonl(p, [{"id": "a", "x": 1}, {"id": "b", "x": 2}])
+
+    def rec(i: str) -> dict:
+        return ExampleRecord(id=i, task="t", model="m", prompt="p", prediction=i).dump()
+
+    append_jsonl(p, [rec("a"), rec("b")])
     with open(p, "ab") as f:
         f.write(b'{"id": "c", "x"')  # a kill mid-write
     assert list(read_done(p)) == ["a", "b"]
-    append_jsonl(p, [{"id": "c", "x": 3}])
+    append_jsonl(p, [rec("c")])
     assert [r["id"] for r in lines(p)] == ["a", "b", "c"]
 
 

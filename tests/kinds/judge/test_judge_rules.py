@@ -10,7 +10,8 @@ from judge_data import prediction, read_jsonl, write_predictions
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.kinds.judge.client import backoff_delay  # the shared schedule, with the judge config
+from orchestrator.generation.backends import retry
+from orchestrator.kinds.judge.client import judge_model
 from orchestrator.kinds.judge.config import JudgeConfig
 from orchestrator.kinds.judge.job import judge_run
 from orchestrator.kinds.judge.verdicts import domain_of, parse_verdict, tag
@@ -67,14 +68,19 @@ def test_domain_from_record_mapping_and_errors():
 
 
 def test_backoff_schedule_grows_is_capped_and_honours_retry_after():
-    cfg = JudgeConfig(backoff_base_s=1.0, backoff_max_s=10.0)
+    # the shared schedule (the OpenAI-compatible backend's) with the judge config's base and cap
+    api = judge_model(JudgeConfig(backoff_base_s=1.0, backoff_max_s=10.0, base_url="http://x/v1", model="j")).api
     rng = random.Random(0)
+
+    def backoff_delay(attempt, _api, retry_after, rng):
+        return retry.backoff_delay(attempt, _api.backoff_base_s, _api.backoff_max_s, retry_after, rng)
+
     for attempt, (lo, hi) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (5, 10), (5, 10)]):
-        delays = [backoff_delay(attempt, cfg, None, rng) for _ in range(200)]
+        delays = [backoff_delay(attempt, api, None, rng) for _ in range(200)]
         assert lo <= min(delays) and max(delays) <= hi
         assert max(delays) - min(delays) > (hi - lo) / 4  # jittered, not lockstep
-    assert backoff_delay(0, cfg, 7.0, rng) >= 7.0
-    assert backoff_delay(0, cfg, 3600.0, rng) == 10.0  # Retry-After is capped too
+    assert backoff_delay(0, api, 7.0, rng) >= 7.0
+    assert backoff_delay(0, api, 3600.0, rng) == 10.0  # Retry-After is capped too
 
 
 def rule_run(tmp_path, records, rule, **over):

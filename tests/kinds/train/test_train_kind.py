@@ -114,7 +114,7 @@ def test_submit_prints_jobs_and_where_results_go(cli, monkeypatch):
     assert "orchestrate status mtl-comparison-tiny" in out and "orchestrate logs" in out
     assert "W&B (offline, group mtl-comparison-tiny, run pcgrad)" in out and "logs/wandb" in out
     assert "checkpoints/mtl-comparison-tiny/baseline" in out
-    assert "arm pcgrad: 1 learner(s) on CPU; 1 Ray rollout worker(s) (hf, 0 GPU / 1 CPU each)" in out
+    assert "arm pcgrad: 1 learner(s) on CPU; 1 Ray rollout worker(s) (transformers, 0 GPU / 1 CPU each)" in out
 
 
 def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
@@ -122,7 +122,7 @@ def test_gpu_preset_says_where_the_work_runs(cli, monkeypatch):
     assert res.code == 0, res.err
     assert (
         "arm baseline: 1 learner(s) on a GPU each (FSDP2, bf16, CPU offload, gradient checkpointing); "
-        "2 Ray rollout worker(s) (hf, 0.5 GPU / 4 CPU each)"
+        "2 Ray rollout worker(s) (transformers, 0.5 GPU / 4 CPU each)"
     ) in res.out
 
 

@@ -30,6 +30,7 @@ class Generation:
     completion_tokens: int = 0
     finish_reason: str = "length"  # "stop" | "length" | "error" (an API call that never succeeded)
     error: str | None = None  # why there is no text (API backends)
+    attempts: int = 1  # requests it took (API backends: retries included)
 
 
 def as_user_turn(tokenizer, prompt: str, use_chat_template: bool) -> str:

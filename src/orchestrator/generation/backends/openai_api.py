@@ -3,7 +3,8 @@ server. The official client with its own retries off (`max_retries=0`): back-off
 (`retry.py`: exponential, jittered, honouring Retry-After) on 429, 5xx, connection errors and
 broken bodies; `api.concurrency` requests in flight. 401/403/404 stop the run (no request can
 succeed); another 4xx, or attempts used up, leaves that request with `finish_reason: error`
-and the reason, never a crashed run. Token counts come from the reply's `usage`.
+and the reason, never a crashed run. Token counts come from the reply's `usage`. The judge kind
+asks its judge model through this backend too (`on_each`: each answer as it comes).
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.core.errors import UserError
 from orchestrator.generation.backends import retry
 from orchestrator.generation.backends.base import Generation, Request
 from orchestrator.generation.models import ModelConfig
+
+
+class EndpointRefused(UserError):
+    """401/403/404: no request to this endpoint can succeed, so the whole batch stops."""
 
 
 @dataclass
@@ -28,6 +34,9 @@ class CallStats:
 
 
 class OpenAIBackend:
+    name = "openai"
+    remote = True  # the model config needs `api:`; the job asks for no GPUs
+
     def __init__(self, model: ModelConfig, **_options) -> None:
         if model.api is None:
             raise UserError(f"model {model.name}: backend openai needs `api:` (base_url, api_key_env)")
@@ -42,21 +51,44 @@ class OpenAIBackend:
         self.stats = CallStats()
         self.rng = random.Random()
 
-    def generate(self, requests: list[Request]) -> list[Generation]:
-        return asyncio.run(self._all(requests))
+    def generate(
+        self, requests: list[Request], on_each: Callable[[Generation], None] | None = None
+    ) -> list[Generation]:
+        """One Generation per Request, in order; `on_each(generation)` as each one comes back.
+        EndpointRefused (401/403/404) stops every request still waiting or in flight."""
+        return asyncio.run(self._all(requests, on_each))
 
-    async def _all(self, requests: list[Request]) -> list[Generation]:
+    async def _all(self, requests: list[Request], on_each: Callable[[Generation], None] | None) -> list[Generation]:
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(base_url=self.api.base_url, api_key=self.key, max_retries=0, timeout=self.api.timeout_s)
         gate = asyncio.Semaphore(self.api.concurrency)
+        refused = asyncio.Event()
 
-        async def one(req: Request) -> Generation:
+        async def one(req: Request) -> Generation | None:
             async with gate:
-                return await self._one(client, req)
+                if refused.is_set():  # woken by the refused request's slot: send nothing more
+                    return None
+                try:
+                    gen = await self._one(client, req)
+                except EndpointRefused:
+                    refused.set()
+                    raise
+            if on_each is not None:
+                on_each(gen)
+            return gen
 
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
         try:
-            return list(await asyncio.gather(*(one(r) for r in requests)))
+            if tasks:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in tasks:  # an error in one: cancel the rest before they send another request
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for t in tasks:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            return [g for t in tasks if (g := t.result()) is not None]
         finally:
             await client.close()
 
@@ -88,17 +120,18 @@ class OpenAIBackend:
                     prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                     finish_reason=choice.finish_reason or "stop",
+                    attempts=attempt + 1,
                 )
             except (openai.APIStatusError, openai.APIConnectionError) as e:
                 kind, why, wait_hint = retry.classify(e)
                 if kind == retry.FATAL:
-                    raise UserError(
+                    raise EndpointRefused(
                         f"model {self.model.name}: {self.api.base_url} answered {e.status_code} ({retry.short(e)}): "
                         f"check base_url, the model id ({self.model.path}) and ${self.api.api_key_env}"
                     ) from None
                 if kind == retry.GIVE_UP:
                     self.stats.errors += 1
-                    return Generation(req.id, "", finish_reason="error", error=why)
+                    return Generation(req.id, "", finish_reason="error", error=why, attempts=attempt + 1)
             except (openai.APIResponseValidationError, AttributeError, IndexError, TypeError, ValueError) as e:
                 why = f"malformed reply: {type(e).__name__}: {retry.short(e)}"
             if attempt + 1 < self.api.max_attempts:
@@ -110,7 +143,11 @@ class OpenAIBackend:
                 await asyncio.sleep(delay)
         self.stats.errors += 1
         return Generation(
-            req.id, "", finish_reason="error", error=f"gave up after {self.api.max_attempts} attempts: {why}"
+            req.id,
+            "",
+            finish_reason="error",
+            error=f"gave up after {self.api.max_attempts} attempts: {why}",
+            attempts=self.api.max_attempts,
         )
 
     def close(self) -> None:

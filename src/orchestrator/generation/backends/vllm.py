@@ -183,6 +183,11 @@ def check_quantization(model: ModelConfig, backend: str, on_cpu: bool) -> str | 
 class VLLMBackend:
     name = "vllm"
 
+    @staticmethod
+    def check_submit(model: ModelConfig, device: str) -> str | None:
+        """The registry's submit-time check: quantized models where this vLLM cannot run them."""
+        return check_quantization(model, "vllm", on_cpu=device == "cpu" or cpu_build_installed())
+
     def __init__(
         self,
         model: ModelConfig,

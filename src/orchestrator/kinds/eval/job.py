@@ -18,13 +18,13 @@ from pathlib import Path
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.core.files import SCHEMA_VERSION, write_json_atomic
 from orchestrator.core.plan import UnitArgs
 from orchestrator.generation import pipeline
 from orchestrator.generation.backends import load_backend
 from orchestrator.generation.examples import build_examples
 from orchestrator.generation.models import ModelConfig, safe_name
 from orchestrator.generation.task import Task
+from orchestrator.kinds.eval.records import EvalResult
 from orchestrator.kinds.eval.suites import load_suite
 from orchestrator.kinds.train.checkpoint import pinned, read_arm, unpin
 from orchestrator.scoring.sandbox import pass_at_k
@@ -111,7 +111,7 @@ def evaluate_checkpoint(
         started = time.time()
         result = evaluate_one(train_experiment, arm, ckpt, t, backend, batch_size, tensor_parallel_size, limit)
         sampling = t.sampling()
-        result["config"] = {
+        result.config = {
             **(config or {}),
             "suite": suite_obj.name,
             "suite_file": suite_obj.source,
@@ -125,12 +125,12 @@ def evaluate_checkpoint(
             "temperature": sampling.temperature,
             "scorer": t.scorer,
         }
-        result["wall_time_s"] = time.time() - started
-        write_json_atomic(paths.eval_result(train_experiment, arm, ckpt.name, task), result)
+        result.wall_time_s = time.time() - started
+        result.write(paths.eval_result(train_experiment, arm, ckpt.name, task))
         unpin(train_experiment, arm, ckpt.name, experiment, Path(run_dir).name)  # retention may delete it now
         print(
-            f"{arm}/{ckpt.name}/{task}: {result['primary_metric']} = {result['metrics'][result['primary_metric']]:.4f} "
-            f"(n={result['n']})",
+            f"{arm}/{ckpt.name}/{task}: {result.primary_metric} = {result.metrics[result.primary_metric]:.4f} "
+            f"(n={result.n})",
             flush=True,
         )
     return 0
@@ -145,7 +145,7 @@ def evaluate_one(
     batch_size: int,
     tensor_parallel_size: int,
     limit: int | None,
-) -> dict:
+) -> EvalResult:
     """Generate and score what `<task>.jsonl` lacks (resuming a killed run), then the result."""
     examples = build_examples(task, limit=limit, seeded=False)
     if not examples:
@@ -153,17 +153,16 @@ def evaluate_one(
     model = ModelConfig(
         name=safe_name(f"{arm}-{ckpt.name}"),
         path=str(ckpt.path),
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend,
         tensor_parallel_size=tensor_parallel_size,
         max_length=_max_length(ckpt.path),
     )
-    options = {"batch_size": batch_size} if backend == "transformers" else {}
     sampling = task.sampling()
     records = pipeline.run(
         task,
         examples,
         paths.eval_predictions(train_experiment, arm, ckpt.name, task.name),
-        lambda: load_backend(backend, model, **options),
+        lambda: load_backend(backend, model, batch_size=batch_size),
         model=model.name,
         sampling=sampling,
         batch_size=batch_size,
@@ -171,7 +170,7 @@ def evaluate_one(
     return eval_result(train_experiment, arm, ckpt, task, records, sampling.samples)
 
 
-def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list[dict], samples: int) -> dict:
+def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list[dict], samples: int) -> EvalResult:
     """The result file's content from the per-example records (docs/architecture.md)."""
     code = pipeline.runs_code(task)
     metric = pipeline.primary(task)[0]
@@ -193,19 +192,18 @@ def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list
     if code or samples > 1:
         for k in sorted({1, samples}):
             metrics[f"pass@{k}"] = sum(pass_at_k(samples, p["samples_correct"], k) for p in per_example) / n
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "experiment": train_experiment,
-        "arm": arm,
-        "checkpoint": ckpt.name,
-        "epoch": ckpt.epoch,
-        "step": ckpt.step,
-        "domain": task.domain_name,
-        "task": task.name,
-        "n": n,
-        "samples": samples,
-        "metrics": metrics,
-        "primary_metric": "pass@1" if code else "accuracy",
-        "higher_is_better": True,
-        "per_example": per_example,
-    }
+    return EvalResult(
+        experiment=train_experiment,
+        arm=arm,
+        checkpoint=ckpt.name,
+        epoch=ckpt.epoch,
+        step=ckpt.step,
+        domain=task.domain_name,
+        task=task.name,
+        n=n,
+        samples=samples,
+        metrics=metrics,
+        primary_metric="pass@1" if code else "accuracy",
+        higher_is_better=True,
+        per_example=per_example,
+    )

@@ -20,12 +20,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, deep_merge
+from orchestrator.generation import backends
 from orchestrator.kinds.eval.discover import Arm, discover
 from orchestrator.kinds.eval.job import ENTRY, EvalArgs
 from orchestrator.kinds.eval.suites import load_suite
@@ -56,11 +57,12 @@ class EvalSpec(BaseSpec):
     checkpoints: Literal["all", "final"] = "final"
     only: list[str] = Field(default_factory=list)  # these checkpoint names alone (the trainer's evaluate-on-save)
     data_root: str | None = None
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: str = backends.DEFAULT  # a registered local backend (the checkpoint is a local model)
     tensor_parallel_size: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1)  # examples per task (quick looks)
     best_metric: str = "val/reward_mean"  # meta.json metric that picks the best checkpoint
+    _backend = field_validator("backend")(backends.check_local_backend)
     _planned: Evaluation | None = PrivateAttr(default=None)  # the plan submit made
     _pins: list[tuple[str, str, str]] = PrivateAttr(default_factory=list)  # (arm, checkpoint, run) pinned here
 

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core import paths
-from orchestrator.core.files import SCHEMA_VERSION, write_atomic, write_json_atomic
+from orchestrator.core.files import write_atomic
 from orchestrator.core.plan import UnitArgs
+from orchestrator.core.records import RunResults
 from orchestrator.generation import pipeline
 from orchestrator.generation.examples import build_examples, render_csv_row
 from orchestrator.generation.models import ModelConfig
 from orchestrator.generation.task import Task
+from orchestrator.kinds.inference.records import InferenceSummary
 from orchestrator.scoring.metrics import auroc, expected_calibration_error
 
 
@@ -132,27 +134,25 @@ def run_inference(
         started=started,
     )
 
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        "config": config,
-        "model": model_cfg.name,
-        "task": task_cfg.name,
-        "n": len(records),
-        "metrics": summarize_metrics(records),
-        "calibration": calibration(records),
-        "throughput_tokens_per_s": (
+    summary_file = InferenceSummary(
+        config=config,
+        model=model_cfg.name,
+        task=task_cfg.name,
+        n=len(records),
+        metrics=summarize_metrics(records),
+        calibration=calibration(records),
+        throughput_tokens_per_s=(
             progress["completion_tokens"] / progress["generate_s"] if progress.get("generate_s") else None
         ),
-        "wall_time_s": progress["wall_time_s"],
-        "load_time_s": progress.get("load_time_s"),
-        "hardware": progress["hardware"],
-    }
-    write_json_atomic(
-        out / paths.RESULTS_FILE, {"schema_version": SCHEMA_VERSION, "config": config, "examples": records}
+        wall_time_s=progress["wall_time_s"],
+        load_time_s=progress.get("load_time_s"),
+        hardware=progress["hardware"],
     )
+    RunResults(config=config, examples=records).write(out / paths.RESULTS_FILE)
     if task_cfg.csv is not None:
         _write_csv(out / task_cfg.csv.file, task_cfg, records, examples)
-    write_json_atomic(out / paths.SUMMARY_FILE, summary)
+    summary_file.write(out / paths.SUMMARY_FILE)
+    summary = summary_file.dump()
     print(f"done: {json.dumps(summary['metrics'])} calibration {json.dumps(summary['calibration'])}", flush=True)
     if wandb is None or wandb.get("enabled", True):
         log_wandb(experiment, out.name, summary, records, wandb or {})

@@ -20,12 +20,13 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from orchestrator.core import paths
 from orchestrator.core.errors import SpecError
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import BaseSpec, Resources, Strict, spec_relative
+from orchestrator.generation import backends
 from orchestrator.generation.models import load_model
 from orchestrator.generation.tasks import load_task
 from orchestrator.kinds.inference.job import InferenceArgs
@@ -45,7 +46,7 @@ class InferenceSpec(BaseSpec):
     models: list[str | dict[str, Any]] = Field(min_length=1)
     tasks: list[str | dict[str, Any]] = Field(min_length=1)
     only_models: list[str] | None = None  # run just these (names), e.g. --set only_models=[tiny]
-    backend: Literal["transformers", "vllm"] | None = None  # default: each model's own
+    backend: str | None = None  # a registered local backend; default: each model's own
     backend_options: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1)
@@ -58,6 +59,7 @@ class InferenceSpec(BaseSpec):
     wandb: WandbOptions = Field(default_factory=WandbOptions)
 
     _models: list = PrivateAttr(default_factory=list)
+    _backend = field_validator("backend")(backends.check_local_backend)
     _tasks: list = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -115,16 +117,13 @@ class InferenceSpec(BaseSpec):
         ]
 
     def check_submit(self) -> None:
-        """Each model's quantization against its engine: a vLLM model's method must be one the installed
-        vLLM lists (read from vLLM: imported only when such a model is selected); bitsandbytes
-        (8bit/4bit) with vLLM only on GPUs of a vLLM that has it (not device: cpu or the CPU build)."""
-        from orchestrator.generation.backends.vllm import check_quantization, cpu_build_installed
-
-        on_cpu = self.device == "cpu" or cpu_build_installed()
+        """What a backend cannot run where the job runs (backends.submit_problem): for vLLM, a
+        quantization the installed vLLM does not list (read from vLLM itself, imported only for such a
+        model), or bitsandbytes on CPU."""
         problems = [
             p
             for m in self.selected_models()
-            if (p := check_quantization(m, self.backend or m.backend, on_cpu)) is not None
+            if (p := backends.submit_problem(self.backend or m.backend, m, self.device)) is not None
         ]
         if problems:
             raise SpecError(getattr(self, "_source", self.name), problems)

@@ -1,7 +1,7 @@
-"""The LLM judge's client: the official `openai` client (`AsyncOpenAI(base_url, api_key)`) with
-its own retries switched off (`max_retries=0`): the back-off here is ours — exponential, capped,
-jittered, honouring Retry-After — on 429, 5xx, connection errors and broken bodies, never on other
-4xx. `num_workers` requests are in flight at once. `openai` is imported only here, inside the job.
+"""The LLM judge's questions, asked through the shared OpenAI-compatible backend
+(generation/backends/openai_api.py: the official client with its retries off and our back-off —
+exponential, capped, jittered, honouring Retry-After — on 429, 5xx, connection errors and broken
+bodies, never on other 4xx). `num_workers` requests are in flight at once.
 
 The API key is read from the environment variable the config names (`api_key_env`), inside the
 job: it never appears in specs, scripts, pickles, result files or logs.
@@ -9,15 +9,15 @@ job: it never appears in specs, scripts, pickles, result files or logs.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.core.errors import UserError
-from orchestrator.generation.backends import retry
+from orchestrator.generation.backends.base import Generation, Request
+from orchestrator.generation.backends.openai_api import EndpointRefused, OpenAIBackend
+from orchestrator.generation.models import ApiEndpoint, ModelConfig, safe_name
 from orchestrator.kinds.judge.config import BASE_URL_ENV, MODEL_ENV, JudgeConfig
 from orchestrator.kinds.judge.verdicts import Verdict, parse_verdict
 
@@ -48,11 +48,6 @@ class Stats:
     waited_s: float = 0.0
 
 
-def backoff_delay(attempt: int, cfg: JudgeConfig, retry_after: float | None, rng: random.Random) -> float:
-    """The shared schedule (generation/backends/retry.py) with the judge's base and cap."""
-    return retry.backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, retry_after, rng)
-
-
 def _show_gold(gold: Any) -> str:
     if gold is None or gold == "" or gold == []:
         return "(none given)"
@@ -61,62 +56,15 @@ def _show_gold(gold: Any) -> str:
     return str(gold)
 
 
-def judge_messages(record: dict, cfg: JudgeConfig) -> list[dict]:
+def judge_prompt(record: dict, cfg: JudgeConfig) -> str:
+    """The one user turn the judge is asked."""
     template = cfg.prompt or DEFAULT_PROMPT
     # Plain replacement, not str.format: the template shows a JSON example with braces.
-    text = (
+    return (
         template.replace("{question}", str(record.get("prompt") or ""))
         .replace("{gold}", _show_gold(record.get("gold")))
         .replace("{prediction}", str(record.get("prediction") or ""))
     )
-    return [{"role": "user", "content": text}]
-
-
-async def ask_judge(client: Any, record: dict, cfg: JudgeConfig, stats: Stats, rng: random.Random) -> Verdict:
-    """One item: request, back off and retry on 429/5xx/connection errors and broken bodies, and
-    ask again while the reply holds no verdict. Other 4xx: 401/403/404 abort the run (no item can
-    succeed); the rest (e.g. a prompt too long) leave this item without a verdict."""
-    import openai
-
-    messages = judge_messages(record, cfg)
-    attempts, raw, why = 0, None, ""
-    for _ in range(max(1, cfg.parse_attempts)):
-        raw = None
-        for attempt in range(cfg.max_attempts):
-            attempts += 1
-            stats.calls += 1
-            retry_after = None
-            try:
-                reply = await client.chat.completions.create(
-                    model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens
-                )
-                raw = reply.choices[0].message.content or ""
-                break
-            except (openai.APIStatusError, openai.APIConnectionError) as e:
-                kind, why, retry_after = retry.classify(e)
-                if kind == retry.FATAL:
-                    raise JudgeAbort(
-                        f"the judge endpoint answered {e.status_code} ({retry.short(e)}): check base_url, "
-                        f"model and the key in ${cfg.api_key_env}"
-                    ) from None
-                if kind == retry.GIVE_UP:
-                    return Verdict(None, "", cfg.judge_name, attempts=attempts, error=why)
-            except (openai.APIResponseValidationError, AttributeError, IndexError, TypeError, ValueError) as e:
-                why = f"malformed reply: {type(e).__name__}: {retry.short(e)}"  # e.g. a broken body under load
-            if attempt + 1 < cfg.max_attempts:
-                delay = backoff_delay(attempt, cfg, retry_after, rng)
-                stats.retries += 1
-                stats.waited_s += delay
-                await asyncio.sleep(delay)
-        if raw is None:
-            return Verdict(
-                None, "", cfg.judge_name, attempts=attempts, error=f"gave up after {cfg.max_attempts} attempts: {why}"
-            )
-        correct, explanation = parse_verdict(raw)
-        if correct is not None:
-            return Verdict(correct, explanation, cfg.judge_name, raw=raw, attempts=attempts)
-        why = explanation
-    return Verdict(None, "", cfg.judge_name, raw=raw, attempts=attempts, error=why)
 
 
 def with_endpoint_defaults(cfg: JudgeConfig) -> JudgeConfig:
@@ -126,9 +74,9 @@ def with_endpoint_defaults(cfg: JudgeConfig) -> JudgeConfig:
     )
 
 
-def resolve_endpoint(cfg: JudgeConfig) -> tuple[JudgeConfig, str]:
-    """Fill base_url/model from the environment where the spec left them out; read the key.
-    Raises UserError naming the variable to set."""
+def resolve_endpoint(cfg: JudgeConfig) -> JudgeConfig:
+    """Fill base_url/model from the environment where the spec left them out; check the key is
+    there (the backend reads it). Raises UserError naming the variable to set."""
     cfg = with_endpoint_defaults(cfg)
     if not cfg.base_url:
         raise UserError(
@@ -137,41 +85,81 @@ def resolve_endpoint(cfg: JudgeConfig) -> tuple[JudgeConfig, str]:
         )
     if not cfg.model:
         raise UserError(f"judge.model is not set and ${MODEL_ENV} is empty: name the judge model")
-    key = os.environ.get(cfg.api_key_env, "")
-    if not key:
-        if cfg.key_required:
-            raise UserError(
-                f"${cfg.api_key_env} is not set in the job's environment: export it in the shell "
-                "that submits (SLURM passes it on); keys never go in specs"
-            )
-        key = "EMPTY"  # a server of our own in the allocation asks for none
-    return cfg, key
+    if cfg.key_required and not os.environ.get(cfg.api_key_env):
+        raise UserError(
+            f"${cfg.api_key_env} is not set in the job's environment: export it in the shell "
+            "that submits (SLURM passes it on); keys never go in specs"
+        )
+    return cfg
 
 
-async def judge_all(
-    todo: list[dict], cfg: JudgeConfig, key: str, done: Callable[[dict, Verdict], None], stats: Stats
-) -> None:
-    """Ask the judge about every record of `todo`, `num_workers` at a time; `done(record, verdict)`
-    as each answer comes. A JudgeAbort in one worker stops all of them and is raised."""
-    from openai import AsyncOpenAI
+def judge_model(cfg: JudgeConfig) -> ModelConfig:
+    """The judge as a model of the shared OpenAI-compatible backend: its endpoint, key variable,
+    concurrency (`num_workers`), attempts and back-off."""
+    api = ApiEndpoint(
+        base_url=cfg.base_url or "",
+        api_key_env=cfg.api_key_env,
+        key_required=cfg.key_required,
+        concurrency=cfg.num_workers,
+        max_attempts=cfg.max_attempts,
+        backoff_base_s=cfg.backoff_base_s,
+        backoff_max_s=cfg.backoff_max_s,
+        timeout_s=cfg.timeout_s,
+    )
+    return ModelConfig(name=safe_name(cfg.model or "judge"), path=cfg.model or "", backend=OpenAIBackend.name, api=api)
 
-    # max_retries=0: the client's own retries would hide 429s from our back-off and its accounting.
-    client = AsyncOpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout_s)
-    items = iter(todo)  # shared by the workers: each record is taken by exactly one of them
-    rng = random.Random()
 
-    async def worker() -> None:
-        for record in items:
-            done(record, await ask_judge(client, record, cfg, stats, rng))
+def verdict_of(gen: Generation, cfg: JudgeConfig) -> Verdict:
+    if gen.finish_reason == "error":
+        return Verdict(None, "", cfg.judge_name, attempts=gen.attempts, error=gen.error)
+    correct, explanation = parse_verdict(gen.text)
+    if correct is None:
+        return Verdict(None, "", cfg.judge_name, raw=gen.text, attempts=gen.attempts, error=explanation)
+    return Verdict(correct, explanation, cfg.judge_name, raw=gen.text, attempts=gen.attempts)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(cfg.num_workers, len(todo)))]
+
+def judge_all(todo: list[dict], cfg: JudgeConfig, done: Callable[[dict, Verdict], None], stats: Stats) -> None:
+    """Ask the judge about every record of `todo` (`num_workers` requests in flight);
+    `done(record, verdict)` as each answer comes. A reply without a verdict is asked again, up to
+    `parse_attempts` asks in all. A refused endpoint (401/403/404) raises JudgeAbort."""
+    backend = OpenAIBackend(judge_model(cfg))
+    records = {str(i): r for i, r in enumerate(todo)}
+    attempts: dict[str, int] = {}  # requests so far per record, retries included
+    asks, ids = max(1, cfg.parse_attempts), list(records)
     try:
-        finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for t in finished:
-            if t.exception() is not None:
-                raise t.exception()
+        for ask in range(asks):
+            ids = _ask(backend, ids, records, cfg, done, attempts, last=ask + 1 == asks)
+            if not ids:
+                break
+    except EndpointRefused as e:
+        raise JudgeAbort(f"the judge endpoint refused: {e}") from None
     finally:
-        await client.close()
+        stats.calls, stats.retries, stats.waited_s = backend.stats.calls, backend.stats.retries, backend.stats.waited_s
+
+
+def _ask(
+    backend: OpenAIBackend,
+    ids: list[str],
+    records: dict[str, dict],
+    cfg: JudgeConfig,
+    done: Callable[[dict, Verdict], None],
+    attempts: dict[str, int],
+    last: bool,
+) -> list[str]:
+    """One ask of each of `ids`; returns those whose reply held no verdict, to ask again (none when `last`)."""
+    again: list[str] = []
+
+    def answered(gen: Generation) -> None:
+        gen.attempts = attempts[gen.id] = attempts.get(gen.id, 0) + gen.attempts
+        verdict = verdict_of(gen, cfg)
+        if verdict.correct is None and gen.finish_reason != "error" and not last:
+            again.append(gen.id)
+        else:
+            done(records[gen.id], verdict)
+
+    prompts = [
+        Request(id=i, prompt=judge_prompt(records[i], cfg), max_new_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        for i in ids
+    ]
+    backend.generate(prompts, on_each=answered)
+    return again

@@ -16,17 +16,18 @@ so nothing is judged twice into the file. judge_summary.json is rewritten atomic
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 from orchestrator.core import paths
 from orchestrator.core.errors import UserError
-from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, read_jsonl, write_json_atomic
+from orchestrator.core.files import append_jsonl, read_jsonl, write_json_atomic
 from orchestrator.core.plan import UnitArgs
+from orchestrator.core.records import RecordError, check_version, read_records
 from orchestrator.kinds.judge import layout
 from orchestrator.kinds.judge.client import Stats, judge_all, resolve_endpoint, with_endpoint_defaults
 from orchestrator.kinds.judge.config import MODEL_ENV, RULES, JudgeConfig
+from orchestrator.kinds.judge.records import JudgedRecord, JudgeSummary
 from orchestrator.kinds.judge.verdicts import Verdict, domain_of, judge_by_rule, judged_record
 
 
@@ -59,7 +60,8 @@ def read_predictions(path: Path) -> tuple[list[dict], int, bool, bool]:
             f"predictions file {path}, line {content.bad_lines[0]}: not a JSON object; fix or remove the line"
         )
     records, seen, dups = [], set(), 0
-    for rec in content.records:
+    for i, rec in enumerate(content.records, 1):
+        check_version(rec, f"predictions file {path}, record {i}")
         if "id" not in rec or "prediction" not in rec:
             raise UserError(
                 f"predictions file {path}: record {str(rec)[:80]!r} needs 'id' and 'prediction' "
@@ -73,14 +75,21 @@ def read_predictions(path: Path) -> tuple[list[dict], int, bool, bool]:
     return records, dups, content.torn, False
 
 
+def read_judged(path: Path, repair: bool = False) -> list[JudgedRecord]:
+    """judged.jsonl's records. A torn last line (killed mid-write) is no record (`repair`: cut it
+    off, so the next append starts on a fresh line and that item is simply judged again)."""
+    try:
+        records, content = read_records(path, JudgedRecord, repair=repair)
+    except RecordError as e:
+        raise UserError(f"{e}: not a judged record; move the file away to judge afresh") from None
+    if content.bad_lines:
+        raise UserError(f"{path}, line {content.bad_lines[0]}: not a judged record; move the file away to judge afresh")
+    return records
+
+
 def judged_ids(path: Path) -> set:
-    """Ids already in judged.jsonl. A torn last line (killed mid-write) is cut off first, so the
-    next append starts on a fresh line and that item is simply judged again."""
-    content = read_jsonl(path, repair=True)
-    if content.bad_lines or any("id" not in r for r in content.records):
-        line = content.bad_lines[0] if content.bad_lines else "?"
-        raise UserError(f"{path}, line {line}: not a judged record; move the file away to judge afresh")
-    return {r["id"] for r in content.records}
+    """Ids already in judged.jsonl (its torn last line cut off: about to append)."""
+    return {r.id for r in read_judged(path, repair=True)}
 
 
 class Batcher:
@@ -121,7 +130,7 @@ def judge_records(records: list[dict], out: Path, cfg: JudgeConfig) -> tuple[Sta
     if not todo:  # nothing left to ask: no endpoint or key needed
         return stats, len(records), cfg if cfg.type in RULES else with_endpoint_defaults(cfg)
     if cfg.type not in RULES:
-        cfg, key = resolve_endpoint(cfg)
+        cfg = resolve_endpoint(cfg)
     with Batcher(out, cfg.flush_every, cfg.flush_interval_s) as sink:
 
         def done_one(record: dict, verdict: Verdict) -> None:
@@ -131,7 +140,7 @@ def judge_records(records: list[dict], out: Path, cfg: JudgeConfig) -> tuple[Sta
             for r in todo:
                 done_one(r, judge_by_rule(cfg.type, r))
         else:
-            asyncio.run(judge_all(todo, cfg, key, done_one, stats))
+            judge_all(todo, cfg, done_one, stats)
     return stats, len(records) - len(todo), cfg
 
 
@@ -139,10 +148,10 @@ def summarise(out: Path) -> dict:
     """Counts over the whole judged.jsonl (this run and earlier ones)."""
     n = correct = unjudged = 0
     by_domain: dict[str, dict[str, int]] = {}
-    for rec in read_jsonl(out).records:
+    for rec in read_judged(out):
         n += 1
-        c = rec["verdict"]["correct"]
-        d = by_domain.setdefault(rec["tag_domain"], {"n": 0, "correct": 0, "no_verdict": 0})
+        c = rec.verdict.correct
+        d = by_domain.setdefault(rec.tag_domain, {"n": 0, "correct": 0, "no_verdict": 0})
         d["n"] += 1
         if c is None:
             unjudged += 1
@@ -175,26 +184,22 @@ def judge_run(run_dir: str, experiment: str, predictions: str, config: JudgeConf
     wall = time.monotonic() - t0
     summary = summarise(out)
     if in_layout or args.config.tagged_layout:
-        by_id = {r["id"]: r for r in read_jsonl(out).records}
+        by_id = {r.id: r.dump() for r in read_judged(out)}
         ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]
         write_json_atomic(Path(run_dir) / paths.TAGGED_LAYOUT_FILE, layout.tagged_layout(ordered))
-    write_json_atomic(
-        Path(run_dir) / paths.JUDGE_SUMMARY_FILE,
-        {
-            "schema_version": SCHEMA_VERSION,
-            "config": cfg.public(),
-            "experiment": experiment,
-            "predictions": str(source),
-            "judge": cfg.judge_name or f"${MODEL_ENV}",
-            **summary,
-            "duplicates_in_input": dups,
-            "skipped_already_judged": skipped,
-            "calls": stats.calls,
-            "retries": stats.retries,
-            "backoff_s": round(stats.waited_s, 3),
-            "wall_time_s": round(wall, 3),
-        },
-    )
+    JudgeSummary(
+        config=cfg.public(),
+        experiment=experiment,
+        predictions=str(source),
+        judge=cfg.judge_name or f"${MODEL_ENV}",
+        **summary,
+        duplicates_in_input=dups,
+        skipped_already_judged=skipped,
+        calls=stats.calls,
+        retries=stats.retries,
+        backoff_s=round(stats.waited_s, 3),
+        wall_time_s=round(wall, 3),
+    ).write(Path(run_dir) / paths.JUDGE_SUMMARY_FILE)
     print(
         f"judge: {len(records) - skipped} judged now, {skipped} already judged, {summary['n']} in "
         f"{out.name}; accuracy {summary['accuracy']}, no verdict {summary['no_verdict']}; "

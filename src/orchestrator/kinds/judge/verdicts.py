@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.kinds.judge.config import DEFAULT_DOMAINS, RULES, JudgeConfig
+from orchestrator.kinds.judge.records import JudgedRecord, VerdictRecord
 from orchestrator.scoring import scorers
 
 
@@ -133,16 +134,18 @@ def judge_by_rule(rule: str, record: dict) -> Verdict:
 def judged_record(record: dict, verdict: Verdict, domain: str) -> dict:
     """The line judged.jsonl holds for one prediction: the prediction record, its tag domain, the
     structured verdict and the tagged response (docs/results-schema.md)."""
-    return {
-        **record,
-        "tag_domain": domain,
-        "verdict": {
-            "correct": verdict.correct,
-            "explanation": verdict.explanation,
-            "judge": verdict.judge,
-            "raw": verdict.raw,
-            "attempts": verdict.attempts,
-            "error": verdict.error,
-        },
-        "tagged_response": tag(str(record.get("prediction") or ""), verdict.correct, domain),
-    }
+    return JudgedRecord.model_validate(
+        {
+            **record,
+            "tag_domain": domain,
+            "verdict": VerdictRecord(
+                correct=verdict.correct,
+                explanation=verdict.explanation,
+                judge=verdict.judge,
+                raw=verdict.raw,
+                attempts=verdict.attempts,
+                error=verdict.error,
+            ),
+            "tagged_response": tag(str(record.get("prediction") or ""), verdict.correct, domain),
+        }
+    ).dump()

@@ -20,9 +20,11 @@ from typing import Any
 from orchestrator.core import paths
 from orchestrator.core.files import SCHEMA_VERSION, write_atomic, write_json_atomic
 from orchestrator.core.plan import UnitArgs
+from orchestrator.core.records import RunResults
 from orchestrator.generation.models import ModelConfig
 from orchestrator.kinds.rag.chunking import Chunking
 from orchestrator.kinds.rag.config import Retrieval
+from orchestrator.kinds.rag.records import RagSummary
 from orchestrator.scoring import wattbot
 
 
@@ -227,15 +229,13 @@ def finish(out: Path, experiment: str, args: RagArgs, rows, examples, records, d
         "load_time_s": progress.get("load_time_s"),
         "hardware": progress["hardware"],
     }
-    write_json_atomic(
-        out / paths.RESULTS_FILE, {"schema_version": SCHEMA_VERSION, "config": config, "examples": results}
-    )
+    RunResults(config=config, examples=results).write(out / paths.RESULTS_FILE)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(wattbot.CSV_COLUMNS))
     writer.writeheader()
     writer.writerows(subs)
     write_atomic(out / paths.RAG_SUBMISSION_FILE, buf.getvalue())
-    write_json_atomic(out / paths.SUMMARY_FILE, summary)
+    RagSummary.model_validate(summary).write(out / paths.SUMMARY_FILE)
     print(f"done: {json.dumps(summary['score'])} recall@{cfg.top_k} {summary['retrieval']['recall_at_k']}", flush=True)
     return summary
 

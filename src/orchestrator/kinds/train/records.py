@@ -2,7 +2,8 @@
 per epoch), summary.json (the run's account) and the W&B run; formats in docs/architecture.md.
 
 Pure functions over plain values (no trainer object): the epoch's metrics from its steps, the
-checkpoint's meta.json and the summary, plus the file writes, all through core.files.
+checkpoint's meta.json (`core.records.CheckpointMeta`) and the summary, plus the file writes, all
+through core.files. `MetricsLine` and `TrainSummary` are the files' models (writers and readers).
 """
 
 from __future__ import annotations
@@ -11,8 +12,36 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from orchestrator.core import files, paths
+from orchestrator.core.records import CheckpointMeta, ResultFile
 from orchestrator.kinds.train.config import TrainConfig
+
+
+class MetricsLine(ResultFile):
+    """One line of metrics.jsonl: an epoch's `train/...`, `val/...` and `grad/...` values (as extra
+    keys; val keys only on validation epochs, epoch 0 = validation before training)."""
+
+    epoch: int
+    step: int = 0
+    time_s: float | None = None
+
+
+class TrainSummary(ResultFile):
+    """An arm's summary.json (docs/architecture.md); evaluate-as-you-train adds `best_heldout`,
+    `best_reward` and `evaluation`, kept as extra keys."""
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    experiment: str = ""
+    arm: str
+    final: dict[str, Any] = Field(default_factory=dict)
+    best: dict[str, Any] | None = None  # {"epoch", "metric", "value"}
+    stopped_early: bool = False
+    stop_epoch: int | None = None
+    stop_reason: str | None = None
+    wall_time_s: float | None = None
+    device_hours: float | None = None
 
 
 def mean(xs: list[float]) -> float:
@@ -79,10 +108,10 @@ class ArmRecords:
     @staticmethod
     def line(epoch: int, step: int, metrics: dict, time_s: float) -> dict:
         """One metrics.jsonl line (epoch 0: the validation before training)."""
-        return {"schema_version": files.SCHEMA_VERSION, "epoch": epoch, "step": step, **metrics, "time_s": time_s}
+        return MetricsLine.model_validate({"epoch": epoch, "step": step, **metrics, "time_s": time_s}).dump()
 
     def log(self, line: dict) -> None:
-        files.append_jsonl(self.metrics_file, [line])
+        files.append_jsonl(self.metrics_file, [MetricsLine.model_validate(line).dump()])
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in line.items() if isinstance(v, (int, float))}, step=line["epoch"])
 
@@ -113,15 +142,14 @@ class ArmRecords:
 
     def checkpoint_meta(self, epoch: int, step: int, metrics: dict) -> dict[str, Any]:
         """A checkpoint's meta.json: what evaluation reads without loading the weights."""
-        return {
-            "schema_version": files.SCHEMA_VERSION,
-            "experiment": self.experiment,
-            "arm": self.arm,
-            "epoch": epoch,
-            "step": step,
-            "metrics": metrics,
-            "config": self.cfg.model_dump(mode="json"),
-        }
+        return CheckpointMeta(
+            experiment=self.experiment,
+            arm=self.arm,
+            epoch=epoch,
+            step=step,
+            metrics=metrics,
+            config=self.cfg.model_dump(mode="json"),
+        ).dump()
 
     def summary(self, **account: Any) -> dict[str, Any]:
         """summary.json's content: schema version, config, experiment, arm, then `account`
@@ -135,4 +163,4 @@ class ArmRecords:
         }
 
     def write_summary(self, summary: dict) -> None:
-        files.write_json_atomic(self.summary_file, summary)
+        TrainSummary.model_validate(summary).write(self.summary_file)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from orchestrator.kinds.train.config import TrainConfig
+from orchestrator.core.refs import load_ref
+from orchestrator.generation import backends
+from orchestrator.kinds.train.config import ROLLOUT_WORKERS, TrainConfig
 from orchestrator.kinds.train.ray_cluster import connect, spread
-from orchestrator.kinds.train.rollout_vllm import VLLMRolloutWorker
 from orchestrator.kinds.train.samples import Request, Sample
 from orchestrator.scoring.rewards import load_reward
 
@@ -147,10 +148,15 @@ class Rollouts:
     """N rollout workers (Ray actors), or one in-process worker when workers == 0."""
 
     def __init__(
-        self, workers: int, worker_kwargs: dict, num_cpus: float = 1, num_gpus: float = 0, backend: str = "hf"
+        self,
+        workers: int,
+        worker_kwargs: dict,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        backend: str = backends.DEFAULT,
     ) -> None:
         self.n = workers
-        worker_cls = VLLMRolloutWorker if backend == "vllm" else RolloutWorker
+        worker_cls = load_ref(ROLLOUT_WORKERS[backend])
         if workers == 0:
             self.local = worker_cls(**worker_kwargs)
             self.actors = []
