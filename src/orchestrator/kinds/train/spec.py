@@ -8,11 +8,17 @@
     early_stopping: {min_epochs: 10, patience: 3, min_delta: 0.001, metric: val/reward_mean}
     evaluation: {suite: reasoning, every_save: true}   # each checkpoint on a held-out suite when saved
                                               # (then early_stopping.metric may be eval/mean)
-    arms:                                     # each arm overrides the shared config
+    arms:                                     # each arm overrides the shared config; any number
       baseline: {mtl: {enabled: false}}
       pcgrad: {mtl: {enabled: true, method: pcgrad}}
+      cagrad: {mtl: {enabled: true, method: cagrad, options: {c: 0.4}}}
 
-Both arms are submitted together (all or nothing), each as its own checkpointable job: on
+`mtl.method` is one of kinds/train/methods.py's METHODS (torchjd weightings of the per-domain
+gradients' Gramian): pcgrad, upgrad, mgda, cagrad, nash_mtl, imtl_g, aligned_mtl, dualproj,
+fairgrad, gradvac, mean, random; `mtl.options` are the weighting's arguments. Methods that need the
+full gradients (graddrop, config, trimmed_mean) are refused: they cannot run on FSDP shards.
+
+All arms are submitted together (all or nothing), each as its own checkpointable job: on
 preemption or time limit submitit requeues it and it resumes from its latest complete checkpoint.
 `prepare:` (tiny preset) adds a first stage that builds a tiny model and synthetic data.
 """
