@@ -126,7 +126,10 @@ class InlineExecutor:
 
 def test_a_new_executor_is_one_class_and_one_line(cli, spec_file, orch_home, monkeypatch):
     monkeypatch.setitem(EXECUTORS, "inline", f"{__name__}:InlineExecutor")
-    monkeypatch.delenv("ORCH_EXECUTOR", raising=False)  # run_unit sets it in this process: undone after
+    # run_unit sets ORCH_EXECUTOR in this process: setenv first, so that teardown removes it again
+    # (delenv of an unset variable records nothing to undo)
+    monkeypatch.setenv("ORCH_EXECUTOR", "")
+    monkeypatch.delenv("ORCH_EXECUTOR")
     InlineExecutor.submitted.clear()
     path = spec_file(
         "two",
