@@ -100,8 +100,8 @@ def test_run_records_carry_the_split_so_reports_show_it():
         [{**r, "completion_tokens": 1} for r in records],
         1,
     )
-    assert result["metrics"]["f1_in_domain"] == pytest.approx((1 + 11 / 12 + 2 / 3) / 3)
-    assert result["metrics"]["em_out_domain"] == pytest.approx(2 / 3)
+    assert result.metrics["f1_in_domain"] == pytest.approx((1 + 11 / 12 + 2 / 3) / 3)
+    assert result.metrics["em_out_domain"] == pytest.approx(2 / 3)
 
 
 def test_a_story_without_a_known_source_scores_without_a_split():
