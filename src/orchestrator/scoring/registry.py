@@ -32,6 +32,7 @@ from typing import Any
 from orchestrator.core.errors import UserError
 from orchestrator.core.refs import is_ref, load_ref
 from orchestrator.scoring import code_scorers, scorers, wattbot
+from orchestrator.scoring.metrics import METRICS
 from orchestrator.scoring.weighted import weighted_score
 
 _EXTRAS = ("record", "timeout_s")
@@ -171,6 +172,16 @@ def get_scorer(ref: str) -> Scorer:
     )
     _loaded[ref] = scorer
     return scorer
+
+
+def higher_is_better(metric: str) -> bool:
+    """The direction of a metric named in results and specs ("f1", "eval/math/accuracy",
+    "val/reward_mean"), by its last part: a metric of scoring/metrics.py, else a registered scorer's
+    metric; higher for anything else (rewards, which scoring/rewards.py orients, pass@k, means)."""
+    name = metric.rsplit("/", 1)[-1]
+    if name in METRICS:
+        return METRICS[name].higher_is_better
+    return next((s.higher_is_better for s in SCORERS.values() if s.metric == name), True)
 
 
 def score(

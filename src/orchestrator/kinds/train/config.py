@@ -104,6 +104,25 @@ class Evaluation(Strict):
     decision_lag: int | None = Field(None, ge=0)
     env: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' env (set from the spec's env)
 
+    def request(self, experiment: str, arm: str, only: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The evaluation of the arm's checkpoints `only` (names), in the `eval` kind's spec keys:
+        train asks for it by kind name through core (core/checkpoints.py `evaluator`)."""
+        data: dict[str, Any] = {
+            "experiment": experiment,
+            "suite": self.suite,
+            "tasks": self.tasks,
+            "arms": [arm],
+            "checkpoints": "all",
+            "only": list(only),
+            "batch_size": self.batch_size,
+            "limit": self.limit,
+            "data_root": self.data_root,
+            "env": self.env,
+        }
+        if self.resources:
+            data["resources"] = self.resources
+        return data
+
 
 class Rollout(Strict):
     workers: int = Field(1, ge=0)  # Ray actors; 0 = sample in the learner process

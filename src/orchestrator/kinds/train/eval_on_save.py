@@ -1,9 +1,10 @@
 """Evaluate as you train (`evaluation.every_save`): the trainer's side, on rank 0.
 
 When the arm saves checkpoint N, N × the suite's tasks go in as ONE array through our own submit
-path (kinds/eval/spec.py `EvalSpec(only=[N])`, experiment `<exp>-eval`): the units and result
-files `eval-evolution` writes, so it later skips them, and the same pins, so retention keeps N
-until it is evaluated. From inside a SLURM job the array goes to sbatch (the job inherits PATH and
+path: an `eval` plan asked for by kind name through core (core/checkpoints.py `evaluator` and
+`submit_evaluation`, with `only: [N]`, experiment `<exp>-eval`; this kind never imports the eval
+kind): the units and result files `eval-evolution` writes, so it later skips them, and the same
+pins, so retention keeps N until it is evaluated. From inside a SLURM job the array goes to sbatch (the job inherits PATH and
 PYTHONPATH), elsewhere to the local executor. The trainer never waits for it; a failed submit is
 printed and N is skipped, never fatal.
 
@@ -21,10 +22,9 @@ import sys
 import time
 from typing import Any
 
-from orchestrator.core import files, paths
+from orchestrator.core import checkpoints, files, paths
 from orchestrator.core.runner import read_status
 from orchestrator.core.states import COMPLETED, FINAL_STATES
-from orchestrator.kinds.train import checkpoint
 from orchestrator.kinds.train.config import TrainConfig
 from orchestrator.kinds.train.early_stop import EarlyStopping
 from orchestrator.kinds.train.heldout import HeldOutStopping
@@ -34,11 +34,9 @@ POLL_S = 2.0  # the final wait's polling interval
 
 class EvalOnSave:
     def __init__(self, cfg: TrainConfig, experiment: str, arm: str) -> None:
-        from orchestrator.kinds.eval.suites import load_suite
-
         self.cfg, self.experiment, self.arm = cfg, experiment, arm
         ev, es = cfg.evaluation, cfg.early_stopping
-        self.tasks = [t.name for t in load_suite(ev.suite, ev.data_root).select(ev.tasks)]
+        self.tasks = [t.name for t in checkpoints.evaluator(ev.request(experiment, arm)).evaluated_tasks()]
         self.eval_experiment = paths.eval_experiment(experiment)
         self.monitors = es.enabled and es.metric.startswith("eval/")  # else: recorded, never stops
         metric = es.metric if self.monitors else "eval/mean"
@@ -84,7 +82,8 @@ class EvalOnSave:
         name = paths.checkpoint_name(epoch)
         started = time.monotonic()
         try:
-            jobs = _submit(self.cfg, self.experiment, self.arm, name, self.tasks)
+            request = self.cfg.evaluation.request(self.experiment, self.arm, only=(name,))
+            _, jobs = checkpoints.submit_evaluation(checkpoints.evaluator(request), _executor())
             what = ", ".join(f"job {s.job_id} ({len(s.runs)} unit(s))" for s in jobs) or "nothing new"
             print(
                 f"{self.arm}/{name}: evaluation submitted to {self.eval_experiment}: {what} "
@@ -129,7 +128,7 @@ class EvalOnSave:
     def _consume(self, now: int) -> None:
         for d in self.state.arrive(now, self.fetch):
             if d.improved and self.monitors:
-                checkpoint.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
+                checkpoints.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
 
     def finish(self, now: int) -> None:
         """Wait for outstanding evaluations (at most evaluation.wait_s), consuming them."""
@@ -181,35 +180,6 @@ class EvalOnSave:
 def _executor() -> str:
     """sbatch from inside a SLURM job (it inherits PATH), the local executor elsewhere."""
     return "slurm" if os.environ.get("SLURM_JOB_ID") and shutil.which("sbatch") else "local"
-
-
-def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[str]) -> list:
-    from orchestrator.core.submit import submit
-    from orchestrator.kinds.eval.spec import EvalSpec
-
-    ev = cfg.evaluation
-    data: dict[str, Any] = {
-        "kind": "eval",
-        "experiment": experiment,
-        "suite": ev.suite,
-        "tasks": tasks,
-        "arms": [arm],
-        "checkpoints": "all",
-        "only": [name],
-        "batch_size": ev.batch_size,
-        "limit": ev.limit,
-        "data_root": ev.data_root,
-        "env": ev.env,
-        "best_metric": "val/reward_mean",
-    }
-    if ev.resources:
-        data["resources"] = ev.resources
-    spec = EvalSpec.model_validate(data)
-    try:
-        return submit(spec, _executor())
-    except BaseException:
-        spec.release_pins()
-        raise
 
 
 def _best(tracker: EarlyStopping, metric: str) -> dict[str, Any] | None:
