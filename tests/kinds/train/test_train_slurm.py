@@ -12,9 +12,8 @@ import time
 import pytest
 
 from helpers import wait_final
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
 from orchestrator.core.registry import Registry
-from orchestrator.core import checkpoints
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
