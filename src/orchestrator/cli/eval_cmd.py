@@ -44,7 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_spec(args: argparse.Namespace, checkpoints: str) -> Evaluator:
     shown = f"orchestrate eval {args.experiment}"
     data = {
-        "kind": "eval",
         "experiment": args.experiment,
         "suite": args.suite,
         "checkpoints": checkpoints,
@@ -75,8 +74,8 @@ def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
         print("(dry run: nothing submitted)")
         return 0
     print(summary)
-    again = lambda: build_spec(args, checkpoints)  # noqa: E731  a fresh plan when retention raced this one
-    spec, submitted = submit_evaluation(spec, executor, force=args.force, again=again)
+    # retention racing this plan: plan again from the arguments
+    spec, submitted = submit_evaluation(spec, executor, force=args.force, again=lambda: build_spec(args, checkpoints))
     report_submitted(spec, executor, submitted)
     return 0
 

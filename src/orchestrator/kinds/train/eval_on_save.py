@@ -4,9 +4,9 @@ When the arm saves checkpoint N, N × the suite's tasks go in as ONE array throu
 path: an `eval` plan asked for by kind name through core (core/checkpoints.py `evaluator` and
 `submit_evaluation`, with `only: [N]`, experiment `<exp>-eval`; this kind never imports the eval
 kind): the units and result files `eval-evolution` writes, so it later skips them, and the same
-pins, so retention keeps N until it is evaluated. From inside a SLURM job the array goes to sbatch (the job inherits PATH and
-PYTHONPATH), elsewhere to the local executor. The trainer never waits for it; a failed submit is
-printed and N is skipped, never fatal.
+pins, so retention keeps N until it is evaluated. From inside a SLURM job the array goes to sbatch
+(the job inherits PATH and PYTHONPATH), elsewhere to the local executor. The trainer never waits
+for it; a failed submit is printed and N is skipped, never fatal.
 
 At each epoch end the result files (core/paths.py `eval_result`) and the units' status files are
 polled; heldout.py takes the decisions. With `early_stopping.metric: eval/...` they stop the arm
