@@ -376,17 +376,17 @@ def submit_evaluation(
     When retention deleted a planned checkpoint before it was pinned (CheckpointGone, nothing
     submitted), `again()` makes a fresh spec to plan with, at most PLAN_ATTEMPTS times in all.
     Returns the spec that was submitted and what it submitted."""
-    from orchestrator.core.submit import submit
+    from orchestrator.core.submit import submit  # here: the eval job reads checkpoints without it
 
-    for attempt in range(1, PLAN_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         try:
             return spec, submit(spec, executor, force=force)
-        except CheckpointGone as e:
+        except CheckpointGone as e:  # nothing submitted, no pin left
             if again is None or attempt == PLAN_ATTEMPTS:
                 raise
             say(f"{e}; planning again ({attempt}/{PLAN_ATTEMPTS - 1})")
-            spec = again()
+            spec, attempt = again(), attempt + 1
         except BaseException:
             spec.release_pins()  # submit rolled back what it started
             raise
-    raise AssertionError("unreachable")
