@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import ValidationError
-
 from orchestrator.cli import executor_argument
 from orchestrator.cli.submit_cmd import report_submitted
 from orchestrator.core import paths
+from orchestrator.core.checkpoints import Evaluator, evaluator, submit_evaluation
 from orchestrator.core.errors import SpecError
 from orchestrator.core.executor import choose_executor
 from orchestrator.core.registry import Registry
-from orchestrator.core.spec import _control_chars, apply_override, format_validation_error
-from orchestrator.core.submit import describe, make_plan, submit
-from orchestrator.kinds.eval.spec import CheckpointGone, EvalSpec
-
-PLAN_ATTEMPTS = 3  # retention racing the planner is rare: a fresh plan sees what it left
+from orchestrator.core.spec import _control_chars, apply_override
+from orchestrator.core.submit import describe, make_plan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,10 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_spec(args: argparse.Namespace, checkpoints: str):
+def build_spec(args: argparse.Namespace, checkpoints: str) -> Evaluator:
     shown = f"orchestrate eval {args.experiment}"
     data = {
-        "kind": "eval",
         "experiment": args.experiment,
         "suite": args.suite,
         "checkpoints": checkpoints,
@@ -67,10 +62,7 @@ def build_spec(args: argparse.Namespace, checkpoints: str):
     problems = _control_chars(data)
     if problems:
         raise SpecError(shown, problems)
-    try:
-        return EvalSpec.model_validate(data)
-    except ValidationError as e:
-        raise SpecError(shown, format_validation_error(e, EvalSpec)) from None
+    return evaluator(data, shown)  # the eval kind, by name
 
 
 def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
@@ -84,18 +76,8 @@ def submit_eval(args: argparse.Namespace, checkpoints: str) -> int:
         print("(dry run: nothing submitted)")
         return 0
     print(summary)
-    for attempt in range(1, PLAN_ATTEMPTS + 1):
-        try:
-            submitted = submit(spec, executor, force=args.force)
-            break
-        except CheckpointGone as e:  # nothing was submitted
-            if attempt == PLAN_ATTEMPTS:
-                raise
-            print(f"{e}; planning again ({attempt}/{PLAN_ATTEMPTS - 1})", flush=True)
-            spec = build_spec(args, checkpoints)
-        except BaseException:
-            spec.release_pins()  # nothing of this submit runs (submit rolls back what it started)
-            raise
+    # retention racing this plan: plan again from the arguments
+    spec, submitted = submit_evaluation(spec, executor, force=args.force, again=lambda: build_spec(args, checkpoints))
     report_submitted(spec, executor, submitted)
     return 0
 

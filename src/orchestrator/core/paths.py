@@ -222,7 +222,7 @@ def ray_temp_root() -> Path:
     return Path(os.environ.get("ORCH_RAY_TMP", "/tmp"))
 
 
-# Checkpoints (docs/architecture.md, "Checkpoints"; the reader is kinds/train/checkpoint.py):
+# Checkpoints (docs/architecture.md, "Checkpoints"; the contract is core/checkpoints.py):
 #   checkpoints/<experiment>/<arm>/epoch_<N>/      HF files, trainer_state.pt, meta.json (last)
 #   checkpoints/<experiment>/<arm>/latest, best    text files naming an epoch_<N> directory
 #   checkpoints/<experiment>/<arm>/.epoch_<N>.*    a checkpoint being written, replaced or deleted

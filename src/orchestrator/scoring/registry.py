@@ -176,18 +176,23 @@ def get_scorer(ref: str) -> Scorer:
 
 
 def higher_is_better(name: str, declared: Any = None) -> bool:
-    """The one answer to "is bigger better?" for a scorer or a metric name.
+    """The one answer to "is bigger better?" for a scorer or a metric name ("f1",
+    "eval/math/accuracy", "val/reward_mean").
 
     A scorer name: its direction. A metric (a "val/" or other path prefix is dropped): the metric
     registry (`metrics.METRICS`: ece is lower-is-better), else a metric a scorer reports under its
-    own name or a derived one ("f1_in_domain", "em_answered" → "f1", "em"); else what the file
-    `declared` (a bool), else higher."""
+    own name or a derived one ("f1_in_domain", "em_answered" → "f1", "em"), else a registered
+    scorer's headline metric; else what the file `declared` (a bool), else higher (rewards, which
+    scoring/rewards.py orients, pass@k, means)."""
     if name in SCORERS:
         return SCORERS[name].higher_is_better
     metric = name.rsplit("/", 1)[-1]
     for key in (metric, metric.split("_", 1)[0]):
         if key in METRICS:
             return METRICS[key].higher_is_better
+    by_scorer = next((s.higher_is_better for s in SCORERS.values() if s.metric == metric), None)
+    if by_scorer is not None:
+        return by_scorer
     return declared if isinstance(declared, bool) else True
 
 

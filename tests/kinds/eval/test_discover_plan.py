@@ -43,6 +43,21 @@ def test_layout_complete_checkpoints_latest_and_best(make_experiment, tiny_model
     assert discover("exp")["b"].best.name == "epoch_2"
 
 
+def test_best_by_metric_reads_its_direction_from_the_scorer_registry(make_experiment):
+    """Checkpoints without a trainer's best: `best_metric` picks the best, higher or lower as the
+    scorer registry says (ECE: lower is better)."""
+    make_experiment("exp", {"a": [0.1, 0.5, 0.3]})
+    for epoch, ece in ((1, 0.02), (2, 0.5), (3, 0.1)):
+        meta = paths.checkpoint_dir("exp", "a", epoch) / paths.CHECKPOINT_META
+        data = json.loads(meta.read_text())
+        data["metrics"]["val/ece"] = ece
+        meta.write_text(json.dumps(data))
+    assert discover("exp")["a"].best.name == "epoch_2"  # val/reward_mean: the highest
+    assert discover("exp", best_metric="val/ece")["a"].best.name == "epoch_1"  # the lowest
+    (stage,) = spec(best_metric="val/ece", tasks=["math500"]).plan()  # `final`: latest and best
+    assert sorted(u.args.checkpoint for u in stage.units) == ["epoch_1", "epoch_3"]
+
+
 def test_zero_checkpoints_is_an_error_naming_where_it_looked(orch_home, tiny_model_dir):
     with pytest.raises(UserError) as e:
         discover("ghost")

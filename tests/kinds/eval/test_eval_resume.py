@@ -181,3 +181,25 @@ def test_sigkill_at_ten_random_points_then_resume_equals_uninterrupted(tmp_path,
     result = json.loads(paths.eval_result("exp", "a", "epoch_1", "add").read_text())
     for key in ("n", "metrics", "primary_metric", "per_example"):
         assert result[key] == reference[key], key
+
+
+def test_result_direction_is_the_task_scorers(tmp_path, make_experiment, monkeypatch):
+    """A result's higher_is_better is its task scorer's, from the scorer registry (a user scorer
+    declares it), never assumed."""
+    (tmp_path / "lowscorer.py").write_text(
+        "def distance(prediction, gold):\n"
+        "    return abs(float(prediction.split()[-1]) - float(gold))\n"
+        "distance.higher_is_better = False\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = write_suite(tmp_path)
+    make_experiment("exp", {"a": [0.1]})
+    monkeypatch.setattr(eval_job, "load_backend", lambda *a, **k: FakeBackend())
+    results = {}
+    for scorer in ("exact", "lowscorer:distance"):
+        suite.write_text(suite.read_text().replace("scorer: exact", f"scorer: {scorer}"))
+        assert eval_job.evaluate_checkpoint(**unit_args("exp", suite)) == 0
+        results[scorer] = json.loads(paths.eval_result("exp", "a", "epoch_1", "add").read_text())
+        paths.eval_predictions("exp", "a", "epoch_1", "add").unlink()
+    assert results["exact"]["higher_is_better"] is True
+    assert results["lowscorer:distance"]["higher_is_better"] is False

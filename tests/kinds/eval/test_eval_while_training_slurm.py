@@ -12,9 +12,8 @@ import time
 import pytest
 
 from helpers import wait_final
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
 from orchestrator.core.registry import Registry
-from orchestrator.kinds.train import checkpoint
 
 pytestmark = pytest.mark.slurm
 
@@ -81,7 +80,7 @@ def test_eval_evolution_while_training_evaluates_every_planned_checkpoint(cli, s
     arms = ("baseline", "pcgrad")
 
     def latest() -> int:
-        return min(max(checkpoint.epochs(exp, a), default=0) for a in arms)
+        return min(max(checkpoints.epochs(exp, a), default=0) for a in arms)
 
     def evolve(after_epoch: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -118,6 +117,6 @@ def test_eval_evolution_while_training_evaluates_every_planned_checkpoint(cli, s
     logs = "".join(p.read_text(errors="replace") for p in paths.experiment_dir(f"{exp}-eval").rglob("*_log.*"))
     assert "no complete checkpoint" not in logs
     for arm in ("baseline", "pcgrad"):
-        assert checkpoint.pinned(exp, arm) == set()  # every evaluation released its pin
-        assert re.search(r"epoch_14", ",".join(c.name for c in checkpoint.read_arm(exp, arm).complete))
+        assert checkpoints.pinned(exp, arm) == set()  # every evaluation released its pin
+        assert re.search(r"epoch_14", ",".join(c.name for c in checkpoints.read_arm(exp, arm).complete))
     print(f"planned and evaluated: {sorted(planned)}")

@@ -13,9 +13,8 @@ import time
 import pytest
 
 from helpers import wait_final
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
 from orchestrator.core.registry import Registry
-from orchestrator.kinds.train import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +77,7 @@ def check_arm(exp: str, arm: str) -> dict:
     saved = sorted(paths.checkpoint_epoch(c) or 0 for c in ev["checkpoints"])
     # every saved checkpoint was evaluated, including those retention deleted afterwards
     assert ev["outstanding"] == [] and ev["wait"].startswith("every evaluation arrived"), ev
-    on_disk = set(checkpoint.epochs(exp, arm))
+    on_disk = set(checkpoints.epochs(exp, arm))
     assert set(saved) - on_disk, (saved, on_disk)  # keep_last 1: some were pruned...
     for n in saved:  # ...and still have their results
         assert eval_mean(exp, arm, paths.checkpoint_name(n)) == pytest.approx(ev["checkpoints"][f"epoch_{n}"]["value"])
@@ -93,7 +92,7 @@ def check_arm(exp: str, arm: str) -> dict:
         assert ev["decision"]["after_training"] is False
     assert s["best_heldout"]["metric"] == "eval/mean" and s["best_reward"]["metric"] == "val/reward_mean"
     assert s["best"] == s["best_heldout"]
-    assert checkpoint.best(exp, arm).name == s["best_heldout"]["checkpoint"]  # the pointer follows held-out
+    assert checkpoints.best(exp, arm).name == s["best_heldout"]["checkpoint"]  # the pointer follows held-out
     print(f"{exp}/{arm}: saved {saved}, hand rule stops at {stop}, stop_epoch {s['stop_epoch']}: {s['stop_reason']}")
     return s
 
@@ -175,7 +174,7 @@ def test_the_issue_command_stops_both_arms_on_the_held_out_score(cli, orch_home)
         ev = s["evaluation"]
         saved = sorted(paths.checkpoint_epoch(c) or 0 for c in ev["checkpoints"])
         assert ev["outstanding"] == [] and all("value" in c for c in ev["checkpoints"].values()), ev
-        assert set(saved) - set(checkpoint.epochs(exp, arm))  # pruned ones were evaluated too
+        assert set(saved) - set(checkpoints.epochs(exp, arm))  # pruned ones were evaluated too
         stop = hand_rule(exp, arm, saved, es.patience, es.min_delta, es.min_epochs)
         assert stop is not None and stop + lag < epochs, (saved, stop)
         assert s["stopped_early"] and "eval/mean" in s["stop_reason"], s["stop_reason"]

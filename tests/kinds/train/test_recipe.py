@@ -182,10 +182,10 @@ def test_early_stopping_in_a_real_run(orch_home, prepared):
     assert summary["stopped_early"] is True and summary["stop_epoch"] == 3
     assert summary["best"]["epoch"] == 1 and "for 2 validations" in summary["stop_reason"]
     assert [x["epoch"] for x in metric_lines("es", "arm")] == [0, 1, 2, 3]
-    from orchestrator.kinds.train import checkpoint
+    from orchestrator.core import checkpoints
 
-    assert checkpoint.epochs("es", "arm") == [1, 3]  # keep_last 1, plus the best
-    assert checkpoint.best("es", "arm").name == "epoch_1" and checkpoint.latest("es", "arm").name == "epoch_3"
+    assert checkpoints.epochs("es", "arm") == [1, 3]  # keep_last 1, plus the best
+    assert checkpoints.best("es", "arm").name == "epoch_1" and checkpoints.latest("es", "arm").name == "epoch_3"
     # a finished run started again does not train further
     again = run_arm("es", "arm", cfg)
     assert again["stop_epoch"] == 3 and [x["epoch"] for x in metric_lines("es", "arm")] == [0, 1, 2, 3]

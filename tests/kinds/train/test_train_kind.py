@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.core.errors import SpecError
@@ -181,3 +183,25 @@ def test_mcnemar_needs_binary_scores_refused_at_validation(tmp_path):
     assert ok.arm_config("baseline").evaluation.tasks == ["plain"]
     with pytest.raises(SpecError, match="significance_test"):
         load_spec("mtl-comparison-tiny", [*sets, "early_stopping.significance_test=ttest"])
+
+
+def test_train_and_eval_never_import_each_other():
+    """Training asks for evaluations by kind name through core (core/checkpoints.py): no module of
+    kinds/train imports kinds/eval, nor the other way round, not even lazily inside a function."""
+    import ast
+
+    import orchestrator
+
+    kinds = Path(orchestrator.__file__).parent / "kinds"
+    found = []
+    for mine, other in (("train", "eval"), ("eval", "train")):
+        for f in sorted((kinds / mine).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                if any(
+                    n == f"orchestrator.kinds.{other}" or n.startswith(f"orchestrator.kinds.{other}.") for n in names
+                ):
+                    found.append(f"{f.relative_to(kinds)}:{node.lineno}")
+    assert found == []

@@ -12,9 +12,8 @@ import time
 import pytest
 
 from helpers import wait_final
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
 from orchestrator.core.registry import Registry
-from orchestrator.kinds.train import checkpoint
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -61,9 +60,9 @@ def test_mtl_comparison_tiny_on_slurm(cli, slurm_home):
         assert s["final"]["val/reward_mean"] >= m[0]["val/reward_mean"] + 0.15, (arm, m[0], s["final"])
         assert s["stop_epoch"] == 12 and s["config"]["mtl"]["enabled"] is (arm == "pcgrad")
         assert "grad/conflict_fraction" in m[-1]
-        kept = checkpoint.epochs("mtl-e2e", arm)
-        best = checkpoint.best("mtl-e2e", arm)
-        assert checkpoint.latest("mtl-e2e", arm).name == "epoch_12"
+        kept = checkpoints.epochs("mtl-e2e", arm)
+        best = checkpoints.best("mtl-e2e", arm)
+        assert checkpoints.latest("mtl-e2e", arm).name == "epoch_12"
         assert set(kept[-2:]) | {int(best.name.split("_")[1])} == set(kept)  # keep_last 2, plus the best
     runs = sorted(p.name for p in paths.wandb_dir().rglob("offline-run-*"))
     assert [r for r in runs if r.endswith("mtl-e2e-baseline")] and [r for r in runs if r.endswith("mtl-e2e-pcgrad")], (
@@ -174,7 +173,7 @@ def test_two_learners_on_two_nodes(cli, slurm_home):
         # the checkpoint holds the whole model (gathered from both shards) and loads as is
         from transformers import AutoModelForCausalLM
 
-        trained = AutoModelForCausalLM.from_pretrained(checkpoint.latest(exp, arm)).state_dict()
+        trained = AutoModelForCausalLM.from_pretrained(checkpoints.latest(exp, arm)).state_dict()
         initial = AutoModelForCausalLM.from_pretrained(s["config"]["model"]).state_dict()
         assert trained.keys() == initial.keys()
         assert all(trained[k].shape == initial[k].shape for k in initial)

@@ -1,6 +1,6 @@
 """Finding a training experiment's checkpoints: the checkpoint layout plus the registry.
 
-What a complete checkpoint is, and which one is latest and best, is kinds/train/checkpoint.py's
+What a complete checkpoint is, and which one is latest and best, is core/checkpoints.py's
 `read_arm` (one definition for the trainer, discovery and evaluation; see its docstring).
 The registry says which arms exist before their first checkpoint and which are still training
 (their unfinished units), so evaluation can wait for them. Finding no checkpoint at all is an
@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.core import paths
+from orchestrator.core.checkpoints import DEFAULT_BEST_METRIC, Checkpoint, read_arm
 from orchestrator.core.errors import UserError
 from orchestrator.core.monitor import refresh
 from orchestrator.core.registry import Registry
 from orchestrator.core.states import ACTIVE_STATES
-from orchestrator.kinds.train.checkpoint import Checkpoint, read_arm
+from orchestrator.scoring.registry import higher_is_better
 
 
 @dataclass
@@ -41,10 +42,12 @@ def active_training_units(experiment: str) -> dict[str, str]:
 
 
 def discover(
-    experiment: str, arms: list[str] | None = None, best_metric: str = "val/reward_mean", require: bool = True
+    experiment: str, arms: list[str] | None = None, best_metric: str = DEFAULT_BEST_METRIC, require: bool = True
 ) -> dict[str, Arm]:
-    """Every arm's complete checkpoints, latest and best. UserError when none is found (and
-    `require`), naming the directory and the registry we looked in."""
+    """Every arm's complete checkpoints, latest and best (by `best_metric`, in the direction the
+    scorer registry gives it). UserError when none is found (and `require`), naming the directory
+    and the registry we looked in."""
+    higher = higher_is_better(best_metric)
     root = paths.experiment_checkpoints_dir(experiment)
     training = active_training_units(experiment)
     names = sorted({p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set())
@@ -60,7 +63,7 @@ def discover(
         names = sorted(set(names) | set(training))
     found: dict[str, Arm] = {}
     for name in names:
-        ckpts = read_arm(experiment, name, best_metric)
+        ckpts = read_arm(experiment, name, best_metric, higher)
         found[name] = Arm(name, ckpts.complete, ckpts.latest, ckpts.best, training.get(name), ckpts.notes)
     if require and not any(a.checkpoints for a in found.values()):
         running = [f"{a} (job {k})" for a, k in sorted(training.items())]

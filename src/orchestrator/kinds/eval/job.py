@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from orchestrator.core import paths
+from orchestrator.core.checkpoints import DEFAULT_BEST_METRIC, pinned, read_arm, unpin
 from orchestrator.core.errors import UserError
 from orchestrator.core.plan import UnitArgs
 from orchestrator.generation import pipeline
@@ -26,7 +27,7 @@ from orchestrator.generation.models import ModelConfig, safe_name
 from orchestrator.generation.task import Task
 from orchestrator.kinds.eval.records import EvalResult
 from orchestrator.kinds.eval.suites import load_suite
-from orchestrator.kinds.train.checkpoint import pinned, read_arm, unpin
+from orchestrator.scoring.registry import get_scorer, higher_is_better
 from orchestrator.scoring.sandbox import pass_at_k
 
 ENTRY = "orchestrator.kinds.eval.job:evaluate_checkpoint"
@@ -45,7 +46,7 @@ class EvalArgs(UnitArgs):
     batch_size: int = 8
     tensor_parallel_size: int = 1
     limit: int | None = None
-    best_metric: str = "val/reward_mean"
+    best_metric: str = DEFAULT_BEST_METRIC
     config: dict | None = None
 
     def describe(self) -> str:
@@ -54,8 +55,8 @@ class EvalArgs(UnitArgs):
 
 
 def resolve(train_experiment: str, arm: str, checkpoint: str, task: str, best_metric: str) -> list:
-    """The Checkpoint objects a unit evaluates (complete, latest, best: kinds/train/checkpoint.py)."""
-    found = read_arm(train_experiment, arm, best_metric)
+    """The Checkpoint objects a unit evaluates (complete, latest, best: core/checkpoints.py)."""
+    found = read_arm(train_experiment, arm, best_metric, higher_is_better(best_metric))
     by_name = {c.name: c for c in found.complete}
     if checkpoint == "final":
         chosen = [c for c in (found.latest, found.best) if c is not None]
@@ -101,7 +102,7 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     tensor_parallel_size: int = 1,
     limit: int | None = None,
-    best_metric: str = "val/reward_mean",
+    best_metric: str = DEFAULT_BEST_METRIC,
     config: dict | None = None,
 ) -> int:
     """Entry point of one eval unit (see the module docstring); returns 0 when every result is written."""
@@ -204,6 +205,6 @@ def eval_result(train_experiment: str, arm: str, ckpt, task: Task, records: list
         samples=samples,
         metrics=metrics,
         primary_metric="pass@1" if code else "accuracy",
-        higher_is_better=True,
+        higher_is_better=get_scorer(task.scorer).higher_is_better,  # the direction of every metric above
         per_example=per_example,
     )

@@ -22,19 +22,16 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
+from orchestrator.core.checkpoints import DEFAULT_BEST_METRIC, CheckpointGone, EvaluatedTask, Evaluator
 from orchestrator.core.errors import UserError
 from orchestrator.core.plan import Stage, Unit
-from orchestrator.core.spec import NAME_RE, BaseSpec, Resources, deep_merge
+from orchestrator.core.spec import NAME_RE, Resources, deep_merge
 from orchestrator.generation import backends
 from orchestrator.kinds.eval.discover import Arm, discover
 from orchestrator.kinds.eval.job import ENTRY, EvalArgs
 from orchestrator.kinds.eval.suites import load_suite
-from orchestrator.kinds.train import checkpoint as checkpoints
-
-
-class CheckpointGone(UserError):
-    """Retention deleted a checkpoint between planning and pinning it: plan again."""
+from orchestrator.scoring.registry import SCORERS
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class Evaluation:
     skipped: list[str]  # "<arm>/<checkpoint>/<task>" whose result exists
 
 
-class EvalSpec(BaseSpec):
+class EvalSpec(Evaluator):
     kind: str = "eval"
     name: str = Field("", pattern=r"^$|" + NAME_RE)  # default: <experiment>-eval
     experiment: str = Field(pattern=NAME_RE)
@@ -61,7 +58,7 @@ class EvalSpec(BaseSpec):
     tensor_parallel_size: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1)  # examples per task (quick looks)
-    best_metric: str = "val/reward_mean"  # meta.json metric that picks the best checkpoint
+    best_metric: str = DEFAULT_BEST_METRIC  # meta.json metric that picks the best checkpoint
     _backend = field_validator("backend")(backends.check_local_backend)
     _planned: Evaluation | None = PrivateAttr(default=None)  # the plan submit made
     _pins: list[tuple[str, str, str]] = PrivateAttr(default_factory=list)  # (arm, checkpoint, run) pinned here
@@ -78,7 +75,7 @@ class EvalSpec(BaseSpec):
 
     def check_submit(self) -> None:
         """Pin every checkpoint the plan evaluates, so the trainer's retention keeps it until its
-        evaluation has finished (kinds/train/checkpoint.py). CheckpointGone (nothing pinned) when
+        evaluation has finished (core/checkpoints.py). CheckpointGone (nothing pinned) when
         retention deleted one since it was planned."""
         ev = self._planned or self.evaluation()
         gone = []
@@ -104,6 +101,19 @@ class EvalSpec(BaseSpec):
         for arm, ckpt, run in self._pins:
             checkpoints.unpin(self.experiment, arm, ckpt, self.name, run)
         self._pins.clear()
+
+    def evaluated_tasks(self) -> list[EvaluatedTask]:
+        """The suite's tasks this evaluation scores each checkpoint on (for the kind that asks for
+        it, through core: train's evaluate-on-save and its spec checks)."""
+        out = []
+        for t in load_suite(self.suite, self.data_root).select(self.tasks):
+            why = None
+            if t.generation.samples > 1:
+                why = f"{t.generation.samples} samples: its per-example score is a fraction"
+            elif t.scorer in SCORERS and not SCORERS[t.scorer].binary:
+                why = f"scorer {t.scorer} is not 0/1"
+            out.append(EvaluatedTask(t.name, t.domain_name, why))
+        return out
 
     def evaluation(self) -> Evaluation:
         """Discovery and the plan, computed afresh from the spec and the files it reads."""

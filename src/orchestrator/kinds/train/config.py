@@ -106,6 +106,25 @@ class Evaluation(Strict):
     decision_lag: int | None = Field(None, ge=0)
     env: dict[str, Any] = Field(default_factory=dict)  # the eval jobs' env (set from the spec's env)
 
+    def request(self, experiment: str, arm: str, only: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The evaluation of the arm's checkpoints `only` (names), in the `eval` kind's spec keys:
+        train asks for it by kind name through core (core/checkpoints.py `evaluator`)."""
+        data: dict[str, Any] = {
+            "experiment": experiment,
+            "suite": self.suite,
+            "tasks": self.tasks,
+            "arms": [arm],
+            "checkpoints": "all",
+            "only": list(only),
+            "batch_size": self.batch_size,
+            "limit": self.limit,
+            "data_root": self.data_root,
+            "env": self.env,
+        }
+        if self.resources:
+            data["resources"] = self.resources
+        return data
+
 
 # A rollout worker takes the learner's weights at every step, which the generation backends'
 # contract has no call for: the registered backends the train kind has a worker for.

@@ -1,11 +1,12 @@
 """Evaluate as you train (`evaluation.every_save`): the trainer's side, on rank 0.
 
 When the arm saves checkpoint N, N × the suite's tasks go in as ONE array through our own submit
-path (kinds/eval/spec.py `EvalSpec(only=[N])`, experiment `<exp>-eval`): the units and result
-files `eval-evolution` writes, so it later skips them, and the same pins, so retention keeps N
-until it is evaluated. The array goes to the executor that runs the trainer (core/executor.py
-`choose_executor`: every job's environment names it). The trainer never waits for it; a failed
-submit is printed and N is skipped, never fatal.
+path: an `eval` plan asked for by kind name through core (core/checkpoints.py `evaluator` and
+`submit_evaluation`, with `only: [N]`, experiment `<exp>-eval`; this kind never imports the eval
+kind): the units and result files `eval-evolution` writes, so it later skips them, and the same
+pins, so retention keeps N until it is evaluated. The array goes to the executor that runs the
+trainer (core/executor.py `choose_executor`: every job's environment names it). The trainer never
+waits for it; a failed submit is printed and N is skipped, never fatal.
 
 At each epoch end the result files (core/paths.py `eval_result`) and the units' status files are
 polled; heldout.py takes the decisions. With `early_stopping.metric: eval/...` they stop the arm
@@ -19,10 +20,10 @@ import sys
 import time
 from typing import Any
 
-from orchestrator.core import files, paths
+from orchestrator.core import checkpoints, files, paths
+from orchestrator.core.executor import choose_executor
 from orchestrator.core.runner import read_status
 from orchestrator.core.states import COMPLETED, FINAL_STATES
-from orchestrator.kinds.train import checkpoint
 from orchestrator.kinds.train.config import TrainConfig
 from orchestrator.kinds.train.early_stop import EarlyStopping
 from orchestrator.kinds.train.heldout import HeldOutStopping
@@ -32,11 +33,9 @@ POLL_S = 2.0  # the final wait's polling interval
 
 class EvalOnSave:
     def __init__(self, cfg: TrainConfig, experiment: str, arm: str) -> None:
-        from orchestrator.kinds.eval.suites import load_suite
-
         self.cfg, self.experiment, self.arm = cfg, experiment, arm
         ev, es = cfg.evaluation, cfg.early_stopping
-        self.tasks = [t.name for t in load_suite(ev.suite, ev.data_root).select(ev.tasks)]
+        self.tasks = [t.name for t in checkpoints.evaluator(ev.request(experiment, arm)).evaluated_tasks()]
         self.eval_experiment = paths.eval_experiment(experiment)
         self.monitors = es.enabled and es.metric.startswith("eval/")  # else: recorded, never stops
         metric = es.metric if self.monitors else "eval/mean"
@@ -82,7 +81,8 @@ class EvalOnSave:
         name = paths.checkpoint_name(epoch)
         started = time.monotonic()
         try:
-            jobs = _submit(self.cfg, self.experiment, self.arm, name, self.tasks)
+            request = self.cfg.evaluation.request(self.experiment, self.arm, only=(name,))
+            _, jobs = checkpoints.submit_evaluation(checkpoints.evaluator(request), choose_executor())
             what = ", ".join(f"job {s.job_id} ({len(s.runs)} unit(s))" for s in jobs) or "nothing new"
             print(
                 f"{self.arm}/{name}: evaluation submitted to {self.eval_experiment}: {what} "
@@ -127,7 +127,7 @@ class EvalOnSave:
     def _consume(self, now: int) -> None:
         for d in self.state.arrive(now, self.fetch):
             if d.improved and self.monitors:
-                checkpoint.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
+                checkpoints.set_best(self.experiment, self.arm, paths.checkpoint_name(d.epoch))
 
     def finish(self, now: int) -> None:
         """Wait for outstanding evaluations (at most evaluation.wait_s), consuming them."""
@@ -174,36 +174,6 @@ class EvalOnSave:
                 "wait": self.wait,
             },
         }
-
-
-def _submit(cfg: TrainConfig, experiment: str, arm: str, name: str, tasks: list[str]) -> list:
-    from orchestrator.core.executor import choose_executor
-    from orchestrator.core.submit import submit
-    from orchestrator.kinds.eval.spec import EvalSpec
-
-    ev = cfg.evaluation
-    data: dict[str, Any] = {
-        "kind": "eval",
-        "experiment": experiment,
-        "suite": ev.suite,
-        "tasks": tasks,
-        "arms": [arm],
-        "checkpoints": "all",
-        "only": [name],
-        "batch_size": ev.batch_size,
-        "limit": ev.limit,
-        "data_root": ev.data_root,
-        "env": ev.env,
-        "best_metric": "val/reward_mean",
-    }
-    if ev.resources:
-        data["resources"] = ev.resources
-    spec = EvalSpec.model_validate(data)
-    try:
-        return submit(spec, choose_executor())
-    except BaseException:
-        spec.release_pins()
-        raise
 
 
 def _best(tracker: EarlyStopping, metric: str) -> dict[str, Any] | None:

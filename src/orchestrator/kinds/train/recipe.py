@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
+from orchestrator.core import checkpoints
 from orchestrator.kinds.train import checkpoint, distributed, trainer_state
 from orchestrator.kinds.train.aggregation import Aggregator, conflict_stats, gramian
 from orchestrator.kinds.train.config import TrainConfig
@@ -79,7 +80,7 @@ class PPOTrainer:
             self.train_data += load_verl_parquet(d.train, name, d.max_train)
             self.val_data[name] = load_verl_parquet(d.val, name, d.max_val)
 
-        resume_dir = distributed.broadcast_object(checkpoint.latest(self.experiment, self.arm), self.world)
+        resume_dir = distributed.broadcast_object(checkpoints.latest(self.experiment, self.arm), self.world)
         self.resumed_from = resume_dir
         torch.manual_seed(t.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
@@ -411,7 +412,7 @@ class PPOTrainer:
 
     def _prune(self) -> None:
         keep = self.heldout.undecided() if self.heldout is not None else ()  # awaiting a held-out decision
-        checkpoint.prune(self.experiment, self.arm, self.cfg.trainer.keep_last, keep)
+        checkpoints.prune(self.experiment, self.arm, self.cfg.trainer.keep_last, keep)
 
     def write_summary(self, stop_reason: str | None) -> dict:
         es = self.early_stopping  # with held-out evaluation: both choices, held-out best and reward best

@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from orchestrator.core import paths
+from orchestrator.core import checkpoints, paths
+from orchestrator.core.checkpoints import EvaluatedTask
 from orchestrator.core.plan import Stage, Unit
 from orchestrator.core.spec import NAME_RE, BaseSpec, deep_merge
 from orchestrator.kinds.train.config import Domain, Prepare, TrainConfig
@@ -81,43 +82,34 @@ class TrainSpec(BaseSpec):
                 )
         return self
 
-    @staticmethod
-    def _check_eval_metric(arm: str, cfg: TrainConfig) -> None:
+    def _evaluated_tasks(self, arm: str, cfg: TrainConfig) -> list[EvaluatedTask]:
+        """The tasks evaluation.every_save scores each checkpoint on, as the eval kind reads them."""
+        return checkpoints.evaluator(cfg.evaluation.request(self.name, arm), f"arms.{arm}.evaluation").evaluated_tasks()
+
+    def _check_eval_metric(self, arm: str, cfg: TrainConfig) -> None:
         """eval/<domain>/<metric> names a domain of the evaluated tasks (refused now, not mid-run)."""
         parts = cfg.early_stopping.metric.split("/")
         if parts[0] != "eval" or len(parts) != 3:
             return
-        from orchestrator.kinds.eval.suites import load_suite  # yaml only
-
-        ev = cfg.evaluation
-        domains = sorted({t.domain_name for t in load_suite(ev.suite, ev.data_root).select(ev.tasks)})
+        domains = sorted({t.domain for t in self._evaluated_tasks(arm, cfg)})
         if parts[1] not in domains:
             raise ValueError(
-                f"arms.{arm}: early_stopping.metric {cfg.early_stopping.metric!r}: suite {ev.suite} has no "
-                f"domain {parts[1]!r} among the evaluated tasks (domains: {', '.join(domains)})"
+                f"arms.{arm}: early_stopping.metric {cfg.early_stopping.metric!r}: suite {cfg.evaluation.suite} "
+                f"has no domain {parts[1]!r} among the evaluated tasks (domains: {', '.join(domains)})"
             )
 
-    @staticmethod
-    def _check_paired_test(arm: str, cfg: TrainConfig) -> None:
+    def _check_paired_test(self, arm: str, cfg: TrainConfig) -> None:
         """McNemar's test needs 0/1 per-example scores: one sample per example and a binary scorer
         for every evaluated task (refused now; a user scorer is checked on its scores, at decision
         time, kinds/train/heldout.py)."""
         if cfg.early_stopping.significance_test != "mcnemar" or not cfg.evaluation.every_save:
             return
-        from orchestrator.kinds.eval.suites import load_suite  # yaml only
-        from orchestrator.scoring.registry import SCORERS
-
-        ev, bad = cfg.evaluation, []
-        for t in load_suite(ev.suite, ev.data_root).select(ev.tasks):
-            if t.generation.samples > 1:
-                bad.append(f"{t.name} ({t.generation.samples} samples: its per-example score is a fraction)")
-            elif t.scorer in SCORERS and not SCORERS[t.scorer].binary:
-                bad.append(f"{t.name} (scorer {t.scorer} is not 0/1)")
+        bad = [f"{t.name} ({t.not_binary})" for t in self._evaluated_tasks(arm, cfg) if t.not_binary]
         if bad:
             raise ValueError(
                 f"arms.{arm}: early_stopping.significance_test mcnemar needs 0/1 per-example scores; suite "
-                f"{ev.suite}: {', '.join(bad)}: use significance_test: bootstrap, or leave those tasks out "
-                "(evaluation.tasks)"
+                f"{cfg.evaluation.suite}: {', '.join(bad)}: use significance_test: bootstrap, or leave those "
+                "tasks out (evaluation.tasks)"
             )
 
     def learner_gpus_per_node(self, cfg: TrainConfig) -> int:
