@@ -23,7 +23,7 @@ from orchestrator.core.runner import read_status, run_unit
 from orchestrator.generation.pipeline import read_done
 from orchestrator.kinds.judge.job import judge_run
 from orchestrator.kinds.judge.records import JudgedRecord, JudgeSummary
-from orchestrator.kinds.train.checkpoint import read_checkpoint
+from orchestrator.core.checkpoints import read_checkpoint
 
 NEWER = SCHEMA_VERSION + 1
 
