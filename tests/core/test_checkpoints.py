@@ -202,7 +202,7 @@ def test_submit_evaluation_plans_again_when_retention_raced_and_releases_pins_on
 def test_evaluations_are_asked_for_by_kind_name(orch_home, monkeypatch):
     """The asking kind names the evaluating kind; core finds its spec in the kind table."""
     from helpers import FIXTURES
-    from orchestrator.core import spec as core_spec
+    from orchestrator.core import kinds
 
     suite = str(FIXTURES / "suites" / "tiny.yaml")
     ev = checkpoints.evaluator({"experiment": "exp", "suite": suite, "tasks": ["math500"], "only": ["epoch_2"]})
@@ -210,6 +210,6 @@ def test_evaluations_are_asked_for_by_kind_name(orch_home, monkeypatch):
     assert [t.name for t in ev.evaluated_tasks()] == ["math500"]
     with pytest.raises(SpecError, match=r"arms.a.evaluation(.|\n)*batch_size"):
         checkpoints.evaluator({"experiment": "exp", "batch_size": 0}, "arms.a.evaluation")
-    monkeypatch.setitem(core_spec.KINDS, "eval", "orchestrator.kinds.command.spec:CommandSpec")
+    monkeypatch.setitem(kinds.KINDS, "eval", "orchestrator.kinds.command.spec:CommandSpec")
     with pytest.raises(SpecError, match="does not evaluate checkpoints"):
         checkpoints.evaluator({"experiment": "exp"})
