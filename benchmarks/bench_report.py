@@ -184,6 +184,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "src"))
     figures = Figures("report", args.smoke)
     results = []
+    build("warmup", 1, 5)
+    measure("warmup", cli=False)  # imports and caches (matplotlib's fonts) out of the first size's figures
     for size, (epochs, n) in sizes.items():
         build(f"bench{size}", epochs, n)
         m = measure(f"bench{size}", cli=not args.smoke or size == max(sizes))  # smoke: the CLI once
