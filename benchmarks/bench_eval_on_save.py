@@ -37,6 +37,7 @@ def run(home: Path, name: str, executor: str, epochs: int, every_save: bool) -> 
         "rollout.workers": 0,
         "wandb.enabled": "false",
         "evaluation.every_save": str(every_save).lower(),
+        "evaluation.wait_s": 3600,  # the final wait (not in wall_time_s): every checkpoint evaluated
     }
     args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
     timed([*ORCHESTRATE, "submit", "mtl-comparison-tiny", "--name", name, "--executor", executor, *args], env=env)
