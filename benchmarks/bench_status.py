@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ORCHESTRATE, REPO, Figures, SchedulerShims, have_slurm, parse_args, timed
+from common import ORCHESTRATE, REPO, Figures, SchedulerShims, have_slurm, parse_args, timed, timed_cpu
 
 SIZES, SMOKE_SIZES = [100, 1000, 10000], [10, 30, 100]
 
@@ -61,7 +61,7 @@ def main() -> None:
         print(f"submitted {len(ids)} held arrays of {', '.join(map(str, sizes))} tasks", flush=True)
         shims = SchedulerShims()
         env = shims.env()
-        walls, calls = [], []
+        walls, cpus, calls = [], [], []
         for n in sizes:
             shims.reset()
             timed([*ORCHESTRATE, "status", f"status{n}", "--json"], env)  # first refresh: every job's state
@@ -69,15 +69,19 @@ def main() -> None:
             warm = []
             for _ in range(3):
                 shims.reset()
-                warm.append(timed([*ORCHESTRATE, "status", f"status{n}"], env)[0])
+                warm.append(timed_cpu([*ORCHESTRATE, "status", f"status{n}"], env)[:2])
                 calls[-1] = max(calls[-1], shims.calls("squeue") + shims.calls("sacct"))
-            walls.append(min(warm))
-            print(f"status over {n:,} units: {calls[-1]} scheduler call(s), {walls[-1]:.2f} s (table, best of 3)")
+            walls.append(min(w for w, _ in warm))
+            cpus.append(min(c for _, c in warm))
+            print(
+                f"status over {n:,} units: {calls[-1]} scheduler call(s), {walls[-1]:.2f} s wall, "
+                f"{cpus[-1]:.2f} s CPU (table, best of 3; load average {os.getloadavg()[0]:.1f})"
+            )
         figures.add(
             f"scheduler calls per refresh, at most over {sizes[0]:,}..{sizes[-1]:,} units", max(calls), ("<=", 2)
         )
         figures.add(f"status over {sizes[-1]:,} units ({os.cpu_count()} cores)", walls[-1], ("<=", 1.0), " s")
-        figures.growth("orchestrate status", sizes, walls, "s")
+        figures.growth("orchestrate status, CPU", sizes, cpus, "CPU s")
         figures.save()
     finally:
         if ids:

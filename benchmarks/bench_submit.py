@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ORCHESTRATE, Figures, SchedulerShims, have_slurm, heavy_imports, parse_args, timed
+from common import ORCHESTRATE, Figures, SchedulerShims, have_slurm, heavy_imports, parse_args, timed, timed_cpu
 
 SIZES, SMOKE_SIZES = [100, 1000, 10000], [10, 30, 100]
 LOOP, SMOKE_LOOP = 200, 10
@@ -67,16 +67,20 @@ def main() -> None:
         return
     submitted: list[str] = []
     try:
-        walls, calls = [], []
+        walls, cpus, calls = [], [], []
         for n in sizes:
             shims.reset()
-            wall, out = timed([*ORCHESTRATE, "submit", str(write_spec(home, n)), "--executor", "slurm"], env)
+            wall, cpu, out = timed_cpu([*ORCHESTRATE, "submit", str(write_spec(home, n)), "--executor", "slurm"], env)
             submitted += re.findall(r"array of \d+ (\d+)", out)
             walls.append(wall)
+            cpus.append(cpu)
             calls.append(shims.calls("sbatch"))
-            print(f"submit of {n:,} units (1 stage): {calls[-1]} sbatch call(s), {wall:.2f} s", flush=True)
+            print(
+                f"submit of {n:,} units (1 stage): {calls[-1]} sbatch call(s), {wall:.2f} s wall, {cpu:.2f} s CPU",
+                flush=True,
+            )
         figures.add(f"sbatch calls per stage, at most over {sizes[0]:,}..{sizes[-1]:,} units", max(calls), ("<=", 1))
-        figures.growth("orchestrate submit", sizes, walls, "s")
+        figures.growth("orchestrate submit, CPU", sizes, cpus, "CPU s")
 
         shims.reset()
         ours_s, out = timed([*ORCHESTRATE, "submit", str(spec), "--name", "vsloop", "--executor", "slurm"], env)

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,12 +48,22 @@ class SchedulerShims:
 
 
 def timed(cmd: list[str] | str, env: dict | None = None, shell: bool = False) -> tuple[float, str]:
+    wall, _, out = timed_cpu(cmd, env, shell)
+    return wall, out
+
+
+def timed_cpu(cmd: list[str] | str, env: dict | None = None, shell: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the command and what it ran, stdout). The CPU time barely
+    moves with the load other users put on a shared machine: growth curves use it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     res = subprocess.run(cmd, env=env, shell=shell, capture_output=True, text=True, cwd=REPO)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise SystemExit(f"command failed ({res.returncode}): {cmd}\n{res.stdout}\n{res.stderr}")
-    return elapsed, res.stdout
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed, cpu, res.stdout
 
 
 def heavy_imports(args: list[str], env: dict) -> list[str]:
