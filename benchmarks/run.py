@@ -70,10 +70,21 @@ def run_one(path: Path, smoke: bool, out: Path, timeout_s: float) -> dict:
         outcome = f"timed out after {timeout_s:.0f} s"
     elapsed = time.perf_counter() - start
     print(f"== {path.name}: {outcome} in {elapsed:.1f} s\n", flush=True)
+    return {**saved(path, out, outcome), "elapsed_s": round(elapsed, 1)}
+
+
+def saved(path: Path, out: Path, outcome: str = "ok") -> dict:
+    """The figures a benchmark saved in `out` (none: it did not get that far)."""
     name = path.stem.removeprefix("bench_")
-    saved = out / f"{name}.json"
-    data = json.loads(saved.read_text()) if saved.exists() else {"figures": [], "curves": []}
-    return {"benchmark": name, "outcome": outcome, "elapsed_s": round(elapsed, 1), **data}
+    file = out / f"{name}.json"
+    if not file.exists():
+        return {
+            "benchmark": name,
+            "outcome": outcome if outcome != "ok" else "no figures saved",
+            "figures": [],
+            "curves": [],
+        }
+    return {"benchmark": name, "outcome": outcome, **json.loads(file.read_text())}
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -99,7 +110,8 @@ def table(results: list[dict], info: dict) -> str:
             target = f"{f['target'][0]} {fmt(f['target'][1], f['unit'])}" if f["target"] else ""
             met = "" if f["met"] is None else ("yes" if f["met"] else "**no**")
             lines.append(f"| {r['benchmark']} | {f['figure']} | {fmt(f['value'], f['unit'])} | {target} | {met} |")
-    lines += ["", "Run times: " + ", ".join(f"{r['benchmark']} {r['elapsed_s']:.0f} s" for r in results), ""]
+    timed = [r for r in results if "elapsed_s" in r]
+    lines += ["", "Run times: " + ", ".join(f"{r['benchmark']} {r['elapsed_s']:.0f} s" for r in timed), ""]
     return "\n".join(lines)
 
 
@@ -135,6 +147,12 @@ def main() -> int:
         help="where results.md/.json and plots go (default: benchmarks/; with --smoke a temporary directory)",
     )
     p.add_argument("--timeout", type=float, help="seconds per benchmark (default: 600 smoke, 3600 full)")
+    p.add_argument(
+        "--figures",
+        type=Path,
+        metavar="DIR",
+        help="run nothing: make the table from figures saved earlier (ORCH_BENCH_OUT=DIR python benchmarks/bench_X.py)",
+    )
     a = p.parse_args()
     files = sorted(HERE.glob("bench_*.py"))
     if a.only:
@@ -143,8 +161,11 @@ def main() -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="orch-bench-figures-") as out:
-        results = [run_one(f, a.smoke, Path(out), a.timeout or (600 if a.smoke else 3600)) for f in files]
+    if a.figures:
+        results = [saved(f, a.figures) for f in files]
+    else:
+        with tempfile.TemporaryDirectory(prefix="orch-bench-figures-") as out:
+            results = [run_one(f, a.smoke, Path(out), a.timeout or (600 if a.smoke else 3600)) for f in files]
     info["total_s"] = round(time.perf_counter() - start, 1)
     text = table(results, info)
     plots = [p for r in results if (p := plot(r, results_dir))]
