@@ -74,17 +74,13 @@ def run_one(path: Path, smoke: bool, out: Path, timeout_s: float) -> dict:
 
 
 def saved(path: Path, out: Path, outcome: str = "ok") -> dict:
-    """The figures a benchmark saved in `out` (none: it did not get that far)."""
+    """The figures a benchmark saved in `out` (none: it did not get that far, or was not run)."""
     name = path.stem.removeprefix("bench_")
     file = out / f"{name}.json"
     if not file.exists():
-        return {
-            "benchmark": name,
-            "outcome": outcome if outcome != "ok" else "no figures saved",
-            "figures": [],
-            "curves": [],
-        }
-    return {"benchmark": name, "outcome": outcome, **json.loads(file.read_text())}
+        failed = "crashed (no figures saved)" if outcome == "ok" else outcome
+        return {"benchmark": name, "outcome": failed, "figures": [], "curves": []}
+    return {"benchmark": name, "outcome": "ok" if outcome == "not run" else outcome, **json.loads(file.read_text())}
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -162,7 +158,7 @@ def main() -> int:
     info = machine()
     start = time.perf_counter()
     if a.figures:
-        results = [saved(f, a.figures) for f in files]
+        results = [saved(f, a.figures, outcome="not run") for f in files]
     else:
         with tempfile.TemporaryDirectory(prefix="orch-bench-figures-") as out:
             results = [run_one(f, a.smoke, Path(out), a.timeout or (600 if a.smoke else 3600)) for f in files]
@@ -178,7 +174,7 @@ def main() -> int:
         f"written: {results_dir / 'results.md'}, results.json{', ' + str(len(plots)) + ' plot(s)' if plots else ''}; "
         f"all benchmarks in {info['total_s']:.0f} s"
     )
-    crashed = [r["benchmark"] for r in results if r["outcome"] != "ok"]
+    crashed = [r["benchmark"] for r in results if r["outcome"] not in ("ok", "not run")]
     if crashed:
         print(f"FAILED: {', '.join(crashed)}", file=sys.stderr)
     return 1 if crashed else 0
