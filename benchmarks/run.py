@@ -100,7 +100,9 @@ def table(results: list[dict], info: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for r in results:
-        if r["outcome"] != "ok":
+        if r["outcome"] == "not run":
+            lines.append(f"| {r['benchmark']} | not run for this table | | | |")
+        elif r["outcome"] != "ok":
             lines.append(f"| {r['benchmark']} | **{r['outcome']}** | | | no |")
         for f in r["figures"]:
             target = f"{f['target'][0]} {fmt(f['target'][1], f['unit'])}" if f["target"] else ""
