@@ -4,6 +4,8 @@
 # make test    the test suite (SLURM tests skip unless the test cluster is up; vLLM/bitsandbytes ones without them)
 # make lint    ruff (lint + format check) over src/tests/benchmarks, mypy over core/ and executors/
 # make cluster start the two-node test SLURM on this machine (Debian; root)
+# make bench   every benchmark: one table in benchmarks/results.md (+ results.json, growth_*.png)
+# make bench-smoke  every benchmark at its smallest size (CI: a crash fails, targets are not asserted)
 # make gpu-check   every GPU path in one table (also logs/gpu-check.json), with any Python whose torch
 #                  sees a GPU; exits 2 with one line where there is none (docs/engines.md)
 # make gpu-wheels  the light dependencies gpu-check installs on a GPU machine without a registry (.whl/)
@@ -13,7 +15,7 @@ ENGINE ?= vllm-cpu
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint cluster cluster-down bench gpu-check gpu-wheels
+.PHONY: setup demo test test-fast lint cluster cluster-down bench bench-smoke gpu-check gpu-wheels
 
 setup: $(BIN)/orchestrate
 
@@ -50,7 +52,10 @@ cluster-down:
 	bash scripts/slurm-cluster.sh down
 
 bench: setup
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run.py
+
+bench-smoke: setup
+	$(BIN)/python benchmarks/run.py --smoke
 
 gpu-check:
 	bash scripts/gpu-check.sh

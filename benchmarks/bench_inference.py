@@ -4,27 +4,58 @@
    run it: a loop of tokenizer → generate per example); target >= 5x throughput;
 2. tokens/s of each;
 3. the overhead of our layer (`run_inference`: task loading, prompts, scoring, fsynced
-   predictions, results/summary) over calling the backend directly on the same requests.
+   predictions, results/summary) over calling the backend directly on the same requests;
+4. that overhead split into a fixed part and a per-example part (goal ≤ 1 ms): `run_inference`
+   at 128 / 256 / 512 examples (--smoke: 8 / 16 / 32), its time (model load excluded) less the
+   generation time it measured itself, fitted as fixed + per_example × n; and the growth exponent
+   of the whole layer's CPU seconds (model load included).
 
-    python benchmarks/bench_inference.py [--n 64] [--batch-size 32] [--max-new-tokens 32]
+    python benchmarks/bench_inference.py [--smoke] [--n 64] [--batch-size 32] [--max-new-tokens 32]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from common import Figures, parse_args
+
+SIZES, SMOKE_SIZES = [128, 256, 512], [8, 16, 32]
+
+
+def options(p) -> None:
+    p.add_argument("--n", type=int, default=64, help="examples for the batched / one-at-a-time comparison")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+
+
+def layer_run(run_inference, model, task, out: Path, batch_size: int) -> tuple[float, float, float]:
+    """(seconds of run_inference without the model load, of which generating; its CPU seconds)."""
+    t, cpu = time.perf_counter(), time.process_time()
+    run_inference(
+        run_dir=str(out),
+        experiment="bench",
+        model=model.model_dump(mode="json"),
+        task=task.model_dump(mode="json"),
+        batch_size=batch_size,
+        device="cpu",
+        wandb={"enabled": False},
+    )
+    total, cpu = time.perf_counter() - t, time.process_time() - cpu
+    summary = json.loads((out / "summary.json").read_text())
+    progress = json.loads((out / ".progress.json").read_text())
+    return total - summary["load_time_s"], progress["generate_s"], cpu
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=32)
-    args = ap.parse_args()
+    args = parse_args(__doc__, options)
+    if args.smoke:
+        args.n, args.max_new_tokens = 8, 8
+    sizes = SMOKE_SIZES if args.smoke else SIZES
+    figures = Figures("inference", args.smoke)
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     import torch
@@ -43,19 +74,23 @@ def main() -> None:
     os.environ["ORCH_HOME"] = str(tmp)
     path = build_model(tmp / "tiny")
     model = ModelConfig(name="tiny", path=str(path))
-    rows = [
-        {"id": f"q{i}", "question": f"what is item number {i}?" + " please" * (i % 4), "answers": [str(i)]}
-        for i in range(args.n)
-    ]
-    data = tmp / "qa.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = load_task(
-        {
-            "task": "qa",
-            "dataset": {"data_files": str(data)},
-            "generation": {"max_new_tokens": args.max_new_tokens, "stop": []},
-        }
-    )
+
+    def make_task(n: int):
+        rows = [
+            {"id": f"q{i}", "question": f"what is item number {i}?" + " please" * (i % 4), "answers": [str(i)]}
+            for i in range(n)
+        ]
+        data = tmp / f"qa{n}.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return load_task(
+            {
+                "task": "qa",
+                "dataset": {"data_files": str(data)},
+                "generation": {"max_new_tokens": args.max_new_tokens, "stop": []},
+            }
+        )
+
+    task = make_task(args.n)
     # the exact prompts run_inference sends (task template + chat template)
     tok = AutoTokenizer.from_pretrained(path)
     prompts = [
@@ -85,19 +120,8 @@ def main() -> None:
     backend.close()
 
     # 3. the whole layer: run_inference on the same task (model load excluded)
-    t = time.perf_counter()
-    run_inference(
-        run_dir=str(tmp / "run"),
-        experiment="bench",
-        model=model.model_dump(mode="json"),
-        task=task.model_dump(mode="json"),
-        batch_size=args.batch_size,
-        device="cpu",
-        wandb={"enabled": False},
-    )
-    layer_total = time.perf_counter() - t
+    layer_s, _, _ = layer_run(run_inference, model, task, tmp / "run", args.batch_size)
     summary = json.loads((tmp / "run" / "summary.json").read_text())
-    layer_s = layer_total - summary["load_time_s"]
 
     print(
         f"tiny model, {args.n} examples, max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, "
@@ -110,11 +134,25 @@ def main() -> None:
         f"{summary['throughput_tokens_per_s']:8.1f} tokens/s (generation only)"
     )
     ratio = (batched_tokens / batched_s) / (single_tokens / single_s)
-    print(f"batched / one-at-a-time throughput: {ratio:.1f}x (target >= 5x)")
-    print(
-        f"our layer's overhead over calling the backend directly: {100 * (layer_s / batched_s - 1):+.1f}% "
-        f"({layer_s - batched_s:+.2f} s for {args.n} examples)"
+    figures.add(f"throughput, batched / one at a time, {args.n} examples", ratio, (">=", 5.0), "x")
+    figures.add(f"run_inference / backend alone, {args.n} examples", layer_s / batched_s, unit="x")
+
+    # 4. fixed and per-example overhead: the layer's time less the generation it timed itself
+    cpus, overheads = [], []
+    for n in sizes:
+        total, generating, cpu = layer_run(run_inference, model, make_task(n), tmp / f"run{n}", args.batch_size)
+        cpus.append(cpu)
+        overheads.append(total - generating)
+        print(f"run_inference over {n} examples: {total:.2f} s, of which {generating:.2f} s generating", flush=True)
+    mean_n, mean_o = sum(sizes) / len(sizes), sum(overheads) / len(overheads)
+    per_example = sum((n - mean_n) * (o - mean_o) for n, o in zip(sizes, overheads)) / sum(
+        (n - mean_n) ** 2 for n in sizes
     )
+    fixed = mean_o - per_example * mean_n
+    figures.add(f"layer overhead per example ({os.cpu_count()} cores)", per_example * 1000, ("<=", 1.0), " ms")
+    figures.add(f"layer overhead, fixed per run ({os.cpu_count()} cores)", fixed, unit=" s")
+    figures.growth("run_inference, CPU (model load included)", sizes, cpus, "CPU s")
+    figures.save()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ NCCL on GPUs) vs. 1, on the same batch. Each of 2 learners computes half the min
 for the all-gathers, the reduce-scatters and PCGrad's cross-rank dot products; the ratio says what
 is left of the ideal 2x. Both runs use one CPU thread per learner, so 2 learners use 2 cores.
 
-    python benchmarks/bench_learners.py [--hidden 256 --layers 4 --batch 32 --repeats 5]
+    python benchmarks/bench_learners.py [--smoke] [--hidden 256 --layers 4 --batch 32 --repeats 5]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import Figures, parse_args
 
 STEP = """
 import json, statistics, sys, time, torch
@@ -77,12 +79,15 @@ def run(cfg: dict, out: Path, learners: int, repeats: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=32, help="prompts (x4 responses)")
-    ap.add_argument("--repeats", type=int, default=5)
-    a = ap.parse_args()
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--hidden", type=int, default=256)
+        ap.add_argument("--layers", type=int, default=4)
+        ap.add_argument("--batch", type=int, default=32, help="prompts (x4 responses)")
+        ap.add_argument("--repeats", type=int, default=5)
+
+    a = parse_args(__doc__, options)
+    if a.smoke:
+        a.hidden, a.layers, a.batch, a.repeats = 64, 2, 4, 1
     from orchestrator.generation.tiny import build_model
     from orchestrator.kinds.train.data import write_synthetic
 
@@ -108,6 +113,9 @@ def main() -> int:
         f"PCGrad policy step, {a.batch * 4} responses, hidden {a.hidden} x {a.layers} layers: "
         f"1 learner {one * 1e3:.0f} ms, 2 learners {two * 1e3:.0f} ms -> speedup {one / two:.2f}x (ideal 2x)"
     )
+    figures = Figures("learners", a.smoke)
+    figures.add("PCGrad step, 1 learner / 2 learners (FSDP2; ideal 2x)", one / two, unit="x")
+    figures.save()
     return 0
 
 

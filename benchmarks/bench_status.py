@@ -1,8 +1,14 @@
-"""`orchestrate status` over 1,000 registered jobs: scheduler calls (target ≤ 2) and wall time
-(target ≤ 1 s). The jobs are real (submitted held, so they stay pending), registered as one
-experiment, then cancelled.
+"""`orchestrate status` as the jobs grow: 100 / 1,000 / 10,000 units on the test SLURM (--smoke:
+10 / 30 / 100). Goals: scheduler calls constant (≤ 2 per refresh: one squeue, at most one sacct),
+wall time ≤ 1 s at the largest size, growth exponent ≤ 1.1.
 
-    python benchmarks/bench_status.py        (needs the test cluster: scripts/slurm-cluster.sh up)
+Each size is one real array of that many tasks, submitted held (it stays pending), registered as
+one experiment as `orchestrate submit` registers a stage (a job, a row per array task), and
+cancelled whatever happens. One sbatch per size keeps the shared 2-core test machine usable; squeue
+still lists every task (`-r`), and status reads and merges a state per unit.
+
+    python benchmarks/bench_status.py [--smoke] [--sizes 100 1000 10000]
+        (needs the test cluster: scripts/slurm-cluster.sh up)
 """
 
 from __future__ import annotations
@@ -11,17 +17,32 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ORCHESTRATE, REPO, SchedulerShims, have_slurm, timed
+from common import ORCHESTRATE, REPO, Figures, SchedulerShims, have_slurm, parse_args, timed, timed_cpu
 
-N = 1000
+SIZES, SMOKE_SIZES = [100, 1000, 10000], [10, 30, 100]
+
+
+def submit_held_array(n: int) -> str:
+    out = subprocess.run(
+        ["sbatch", "--parsable", "--hold", f"--array=0-{n - 1}", "--time=5", "--mem=10M", "-o", "/dev/null"]
+        + ["--wrap", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"sbatch --array=0-{n - 1} failed: {out.stderr}")
+    return out.stdout.strip().split(";")[0]
 
 
 def main() -> None:
+    args = parse_args(__doc__, lambda p: p.add_argument("--sizes", type=int, nargs="+"))
+    sizes = args.sizes or (SMOKE_SIZES if args.smoke else SIZES)
+    figures = Figures("status", args.smoke)
     if not have_slurm():
         print("no SLURM cluster: nothing to measure (scripts/slurm-cluster.sh up)")
+        figures.save()
         return
     home = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     os.environ["ORCH_HOME"] = str(home)
@@ -29,48 +50,43 @@ def main() -> None:
     from orchestrator.core import paths
     from orchestrator.core.registry import Registry
 
-    start = time.perf_counter()
-    out = subprocess.run(
-        f"for i in $(seq {N}); do sbatch --parsable --hold --time=5 --mem=10M -o /dev/null --wrap true; done",
-        shell=True,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    ids = out.split()
-    print(f"submitted {len(ids)} held jobs in {time.perf_counter() - start:.1f} s")
-    reg = Registry()
-    with reg.transaction():
-        for i, job_id in enumerate(ids):
-            reg.add_job(
-                job_id,
-                "slurm",
-                "bench1000",
-                f"s{i}",
-                str(paths.stage_dir("bench1000", f"s{i}")),
-                None,
-                [(f"run{i}", [])],
-                [],
-            )
-    shims = SchedulerShims()
-    env = shims.env()
+    ids: list[str] = []
     try:
-        cold_s, _ = timed([*ORCHESTRATE, "status", "bench1000", "--json"], env)
-        calls = {t: shims.calls(t) for t in ("squeue", "sacct")}
-        warm = []
-        for _ in range(3):
+        reg = Registry()
+        for n in sizes:
+            ids.append(submit_held_array(n))
+            folder = str(paths.stage_dir(f"status{n}", "eval"))
+            reg.add_job(ids[-1], "slurm", f"status{n}", "eval", folder, None, [(f"run{i}", []) for i in range(n)], [])
+        reg.close()
+        print(f"submitted {len(ids)} held arrays of {', '.join(map(str, sizes))} tasks", flush=True)
+        shims = SchedulerShims()
+        env = shims.env()
+        walls, cpus, calls = [], [], []
+        for n in sizes:
             shims.reset()
-            warm.append(timed([*ORCHESTRATE, "status", "bench1000"], env)[0])
-        print(
-            f"orchestrate status over {N} jobs: {calls['squeue']} squeue + {calls['sacct']} sacct call(s); "
-            f"wall {cold_s:.2f} s (first, --json), {min(warm):.2f} s (table, best of 3)"
+            timed([*ORCHESTRATE, "status", f"status{n}", "--json"], env)  # first refresh: every job's state
+            calls.append(shims.calls("squeue") + shims.calls("sacct"))
+            warm = []
+            for _ in range(3):
+                shims.reset()
+                warm.append(timed_cpu([*ORCHESTRATE, "status", f"status{n}"], env)[:2])
+                calls[-1] = max(calls[-1], shims.calls("squeue") + shims.calls("sacct"))
+            walls.append(min(w for w, _ in warm))
+            cpus.append(min(c for _, c in warm))
+            print(
+                f"status over {n:,} units: {calls[-1]} scheduler call(s), {walls[-1]:.2f} s wall, "
+                f"{cpus[-1]:.2f} s CPU (table, best of 3; load average {os.getloadavg()[0]:.1f})"
+            )
+        figures.add(
+            f"scheduler calls per refresh, at most over {sizes[0]:,}..{sizes[-1]:,} units", max(calls), ("<=", 2)
         )
-        print(
-            f"targets: calls ≤ 2 → {'ok' if sum(calls.values()) <= 2 else 'MISSED'}; "
-            f"wall ≤ 1 s → {'ok' if min(warm) <= 1 else 'MISSED'}"
-        )
+        figures.add(f"status over {sizes[-1]:,} units ({os.cpu_count()} cores)", walls[-1], ("<=", 1.0), " s")
+        figures.growth("orchestrate status, CPU", sizes, cpus, "CPU s")
+        figures.save()
     finally:
-        subprocess.run(["scancel", *ids])
+        if ids:
+            subprocess.run(["scancel", *ids])
+            print(f"cancelled the {len(ids)} arrays")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
    batch, and the communication a method adds per step (one T x T all-reduce). Target <= 1.3.
 2. Rollout throughput (samples/s) with 2 Ray rollout workers vs. 1. Target >= 1.7x.
 
-    python benchmarks/bench_train.py [--hidden 128 --layers 4 --repeats 10 --requests 256]
+    python benchmarks/bench_train.py [--smoke] [--hidden 128 --layers 4 --repeats 10 --requests 256]
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import Figures, parse_args
 
 from orchestrator.kinds.train.methods import METHODS
 
@@ -106,16 +108,20 @@ def bench_rollout(model_dir: str, n_requests: int, micro_batch: int) -> dict[int
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=16, help="prompts per step (x4 responses)")
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--requests", type=int, default=512)
-    p.add_argument("--micro-batch", type=int, default=32, help="sequences a rollout worker generates at once")
-    p.add_argument("--skip-rollout", action="store_true", help="only the update-step ratios (no Ray)")
-    p.add_argument("--methods", default=",".join(METHODS), help="multi-task methods to time (comma-separated)")
-    args = p.parse_args()
+    def options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--hidden", type=int, default=128)
+        p.add_argument("--layers", type=int, default=4)
+        p.add_argument("--batch", type=int, default=16, help="prompts per step (x4 responses)")
+        p.add_argument("--repeats", type=int, default=15)
+        p.add_argument("--requests", type=int, default=512)
+        p.add_argument("--micro-batch", type=int, default=32, help="sequences a rollout worker generates at once")
+        p.add_argument("--skip-rollout", action="store_true", help="only the update-step ratios (no Ray)")
+        p.add_argument("--methods", default=",".join(METHODS), help="multi-task methods to time (comma-separated)")
+
+    args = parse_args(__doc__, options)
+    if args.smoke:
+        args.hidden, args.layers, args.batch, args.repeats, args.requests, args.micro_batch = 32, 2, 4, 2, 16, 4
+    figures = Figures("train", args.smoke)
     import torch
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -140,13 +146,19 @@ def main() -> int:
             f"  extra communication per step with several learners: one all-reduce of the {t}x{t} fp32 Gramian "
             f"({t * t * 4} bytes), beside the gradient's reduce-scatter ({n_params * 4 / 1e6:.1f} MB)"
         )
+        for method, s in steps.items():
+            if method != "baseline":
+                figures.add(f"policy update step, {method} / baseline", s / steps["baseline"], ("<=", 1.3), "x")
         if args.skip_rollout:
+            figures.save()
             return 0
         rates = bench_rollout(cfg.model, args.requests, args.micro_batch)
         print(
             f"rollout, {args.requests} requests x 16 tokens, micro-batch {args.micro_batch}: 1 worker {rates[1]:.1f} samples/s, "
             f"2 workers {rates[2]:.1f} samples/s -> speed-up {rates[2] / rates[1]:.2f}x (target >= 1.7)"
         )
+        figures.add("rollout samples/s, 2 Ray workers / 1", rates[2] / rates[1], (">=", 1.7), "x")
+    figures.save()
     return 0
 
 

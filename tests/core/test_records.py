@@ -9,6 +9,7 @@ import json
 import pytest
 
 from orchestrator.core import paths
+from orchestrator.core.checkpoints import read_checkpoint
 from orchestrator.core.files import SCHEMA_VERSION, append_jsonl, read_jsonl
 from orchestrator.core.plan import Unit, UnitArgs
 from orchestrator.core.records import (
@@ -23,7 +24,6 @@ from orchestrator.core.runner import read_status, run_unit
 from orchestrator.generation.pipeline import read_done
 from orchestrator.kinds.judge.job import judge_run
 from orchestrator.kinds.judge.records import JudgedRecord, JudgeSummary
-from orchestrator.core.checkpoints import read_checkpoint
 
 NEWER = SCHEMA_VERSION + 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from helpers import status_json, wait_final
 from orchestrator.core.registry import Registry
@@ -151,3 +152,21 @@ stages:
     assert sum("COMPLETED" in r for r in rows) == 2 and sum("FAILED" in r for r in rows) == 1
     assert "command exited with 4" in res.out
     assert "2 of 3 runs passed" in res.out
+
+
+def test_stages_submitted_from_inside_a_job_run_at_lower_priority(cli, spec_file, orch_home, monkeypatch):
+    """Evaluation on save: the trainer (a running local job) submits evaluations; they and their
+    unit processes run niced so training keeps the cores. A user's own submit keeps its priority."""
+    write_nice = ["python", "-c", "import os, pathlib; pathlib.Path('{run_dir}/nice').write_text(str(os.nice(0)))"]
+    text = "kind: command\nstages:\n  one:\n    run: %s\n  many:\n    run: %s\n    array: [[a], [b]]\n" % (
+        json.dumps(write_nice),
+        json.dumps(write_nice),
+    )
+    base = os.nice(0)
+    for name, inside_job, expected in (("user", False, base), ("nested", True, min(19, base + 19))):
+        if inside_job:
+            monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "12345")
+        assert cli("submit", spec_file(name, text), "--executor", "local").code == 0
+        assert all(t.state == "COMPLETED" for t in wait_final(name).values())
+        for run in ("one", "many-0", "many-1"):
+            assert int((orch_home / "logs" / name / run / "nice").read_text()) == expected, (name, run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -78,6 +79,91 @@ class RegistryUnwritable(StorageError):
     """The registry could not be written (a full disk, a read-only filesystem); nothing changed."""
 
 
+class RegistryLocked(RegistryUnwritable):
+    """Another process held the registry's write lock for longer than the connection waits."""
+
+
+# sqlite's primary result codes that are about the storage, not about our SQL
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 11, 13, 14, 26
+_STORAGE_CODES = {_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB}
+_NEARLY_FULL_BYTES = 1 << 20  # an I/O error with less free than this is a full disk
+
+
+def storage_error(path: Path, e: BaseException) -> RegistryUnwritable | None:
+    """What a failed registry write means for the user, or None for a programming error (bad SQL,
+    a nested transaction), which must surface as it is, not as advice about the disk."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    what = f"could not write the job registry {path}"
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return RegistryLocked(
+            f"{what}: it is locked by {_lock_holders(path)}; wait for that command to finish "
+            "(or stop it if it hangs) and run the command again"
+        )
+    # sqlite reports a write that failed with ENOSPC as SQLITE_FULL; a failed WAL-index or sync
+    # as an I/O error, which is the full disk when nothing is left on it
+    full = primary == _SQLITE_FULL or (primary == _SQLITE_IOERR and _free_bytes(path) < _NEARLY_FULL_BYTES)
+    if full:
+        return RegistryUnwritable(
+            f"{what}: its filesystem is full ({_free_bytes(path) / 2**20:.1f} MiB free); "
+            "free space on its filesystem and run the command again"
+        )
+    if primary == _SQLITE_READONLY:
+        return RegistryUnwritable(
+            f"{what}: {e} (a read-only filesystem or file); make it writable, or set ORCH_HOME to a writable "
+            "directory, and run the command again"
+        )
+    if primary in _STORAGE_CODES:
+        return RegistryUnwritable(f"{what}: {e}")
+    return None
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return 0
+
+
+def _lock_holders(path: Path) -> str:
+    """Who holds a write lock on the database or its WAL index (/proc/locks: sqlite's fcntl
+    locks), as "pid N (command line)"; 'another process' where that cannot be read."""
+    inodes = set()
+    for f in (path, path.with_name(path.name + "-shm")):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        inodes.add(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+    pids = []
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()  # "1: POSIX ADVISORY WRITE <pid> <maj:min:inode> <start> <end>"
+            if (
+                "->" not in fields
+                and len(fields) >= 6
+                and fields[3] == "WRITE"
+                and fields[5] in inodes
+                and fields[4] not in pids
+            ):
+                pids.append(fields[4])
+    except OSError:
+        pass
+    if not pids:
+        return "another process"
+    return ", ".join(f"pid {pid} ({_command(pid)})" for pid in pids)
+
+
+def _command(pid: str) -> str:
+    if pid == str(os.getpid()):
+        return "this process"
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "command unknown"
+
+
 class Registry:
     def __init__(self, path: Path | None = None):
         self.path = path or paths.registry_file()
@@ -103,19 +189,28 @@ class Registry:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: one writer at a time, so two submits cannot both decide to submit.
-        All or nothing; a registry that cannot be written (a full disk) raises RegistryUnwritable."""
-        self.db.execute("BEGIN IMMEDIATE")
+        All or nothing. A registry that cannot be written raises RegistryUnwritable saying why (a
+        full disk, a read-only file, RegistryLocked: who holds the lock); a programming error
+        (bad SQL, a transaction inside a transaction) is raised as it is."""
+        if self.db.in_transaction:
+            raise RuntimeError(
+                "Registry.transaction() inside another transaction: sqlite has no nested transactions, and "
+                "each Registry method opens its own; call it outside the `with registry.transaction()` block"
+            )
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise (storage_error(self.path, e) or e) from e
         try:
             yield self.db
             self.db.execute("COMMIT")
         except BaseException as e:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.OperationalError) and "locked" not in str(e):
-                raise RegistryUnwritable(
-                    f"could not write the job registry {self.path}: {e}; free space on its filesystem and run the "
-                    "command again"
-                ) from e
+            if isinstance(e, sqlite3.Error):
+                err = storage_error(self.path, e)
+                if err is not None:
+                    raise err from e
             raise
 
     def add_experiment(self, name: str, kind: str, spec_path: str, spec_json: str) -> None:

@@ -56,6 +56,7 @@ class LocalExecutor:
             job = ex.submit(run_local, experiment, units[0], env, wait_for)
         else:
             job = ex.submit(run_local_array, experiment, units, env, stage.array_parallelism, str(folder), wait_for)
+        yield_to_submitting_job(int(job.job_id))
         return Launched(job.job_id, wait_for)
 
     def cancel(self, ids: list[str]) -> None:
@@ -80,6 +81,23 @@ class LocalExecutor:
 def run_refs(after: list[Dependency]) -> list[str]:
     """The runs a controller waits for, as `<experiment>/<run>`."""
     return sorted({f"{d.experiment}/{run}" for d in after for run in d.runs})
+
+
+BACKGROUND_NICE = 19  # ORCH_LOCAL_BACKGROUND_NICE: 0 gives evaluations the training's priority
+
+
+def yield_to_submitting_job(pid: int) -> None:
+    """A stage submitted from inside a running local job (evaluation on save, submitted by the
+    trainer) runs at a lower CPU priority, it and the unit processes it starts (they inherit it):
+    on one machine it then takes only the cores the job that submitted it leaves idle, instead of
+    half of them, and catches up when that job waits or ends. SLURM gives it its own allocation."""
+    if not os.environ.get("SUBMITIT_LOCAL_JOB_ID"):  # submitted by a user's command: normal priority
+        return
+    nice = int(os.environ.get("ORCH_LOCAL_BACKGROUND_NICE", BACKGROUND_NICE))
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, pid) + nice))
+    except OSError:
+        pass  # the controller already ended: nothing left to slow down
 
 
 def run_local(experiment: str, unit: Unit, env_vars: dict, wait_for: list[str]) -> int:
