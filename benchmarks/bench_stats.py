@@ -41,6 +41,7 @@ def arms(n: int, tasks: int, rng: np.random.Generator, f1_like: bool) -> list[tu
 
 
 def main() -> None:
+    from common import Figures
     from scipy import stats
 
     from orchestrator.scoring import wattbot
@@ -58,6 +59,7 @@ def main() -> None:
         for i, (v, r) in enumerate(zip(rng.random(n) < 0.7, rng.choice([0.0, 0.5, 1.0], n)))
     ]
     print(f"{n:,} per-example records per arm, {tasks} tasks")
+    figures = Figures("stats", args.smoke)
 
     t_mc, mc = clock(mcnemar, binary)
     wins = discordant // 2 + discordant // 50
@@ -107,7 +109,10 @@ def main() -> None:
         ("0/1 scores (McNemar + bootstrap + WattBot CIs)", t_mc + t_boot + t_wb),
         ("F1-like scores (bootstrap)", t_f1),
     ):
-        print(f"statistics of a report on {what}: {total:.3f} s (goal under 2 s: {'met' if total < 2 else 'NOT met'})")
+        figures.add(f"statistics of a report on {what}, {n:,} records, CPU", total, ("<=", 2.0), " s")
+    figures.add(f"McNemar p-value on {discordant:,} discordant pairs: old binomial sum / binomtest", t_old / t_new)
+    figures.add("paired bootstrap on 0/1 scores: scipy.stats.bootstrap / ours", t_scipy / t_boot)
+    figures.save()
 
 
 if __name__ == "__main__":

@@ -102,6 +102,14 @@ def test_weights_equal_torchjds_aggregator_on_the_jacobian(method):
     assert w.shape == (4,) and torch.isfinite(w).all()
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_zero_task_gradients_give_a_zero_update(method):
+    """GRPO groups whose rewards all tie give a zero gradient: no method may turn it into NaN."""
+    zero = torch.zeros(2, 6, dtype=torch.float64)
+    direction, w = Aggregator(method, 2, SEED).combine(zero, gramian(zero))
+    assert torch.equal(direction, torch.zeros(6, dtype=torch.float64)) and torch.isfinite(w).all()
+
+
 def test_unknown_and_unshardable_methods_are_refused_with_the_list():
     with pytest.raises(ValueError, match="not a multi-task method; use one of: pcgrad, upgrad, mgda"):
         MTL(enabled=True, method="sgd")

@@ -74,10 +74,18 @@ class Aggregator:
         if t not in self._weightings:
             self._weightings[t] = make_weighting(self.method, t, self.options)
         g64 = g.detach().to("cpu", torch.float64)
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))  # drawn always: resumes replay
+        if not bool((g64.diagonal() > 0).any()):
+            # every task gradient is zero (e.g. GRPO groups whose rewards all tie): the update is zero
+            # whatever the weights, and some methods divide by the Gramian's norm (Nash-MTL)
+            return torch.ones(t, dtype=torch.float64)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             w = self._weightings[t](g64 if METHODS[self.method].gramian else _square_root(g64))
+        if not bool(torch.isfinite(w).all()):
+            raise FloatingPointError(
+                f"mtl.method {self.method}: non-finite task weights {w.tolist()} from Gramian {g64.tolist()}"
+            )
         return w.to(torch.float64)
 
     @torch.no_grad()
