@@ -91,6 +91,16 @@ def _mark(iv: Interval | McNemar | None, hib: bool) -> str:
     return "improvement" if (iv.direction > 0) == hib else "regression"
 
 
+def _paired_tasks(res: Results, prim: dict, base: tuple[str, str | None], other: tuple[str, str | None]):
+    """(task, base row, other row, base scores by id, other scores by id) for every task both
+    (arm, checkpoint) have a primary metric for, by domain then task."""
+    for (a, c, task), ra in sorted(prim.items(), key=lambda kv: (kv[1].domain, kv[0][2])):
+        if (a, c) != base or (*other, task) not in prim:
+            continue
+        pa = res.per_example.get((*base, task), {})
+        yield task, ra, prim[(*other, task)], pa, res.per_example.get((*other, task), {})
+
+
 def comparisons(res: Results, baseline: str | None = None) -> dict | None:
     """Each arm's last evaluated checkpoint against the baseline's, per task and per domain."""
     prim = _primary(res)
@@ -103,12 +113,7 @@ def comparisons(res: Results, baseline: str | None = None) -> dict | None:
     for arm in [a for a in eval_arms if a != base]:
         ck = _final_checkpoint(prim, arm)
         tasks, domains = [], defaultdict(list)
-        for (a, c, task), ra in sorted(prim.items(), key=lambda kv: (kv[1].domain, kv[0][2])):
-            if a != base or c != base_ck or (arm, ck, task) not in prim:
-                continue
-            rb = prim[(arm, ck, task)]
-            pa = res.per_example.get((base, base_ck, task), {})
-            pb = res.per_example.get((arm, ck, task), {})
+        for task, ra, rb, pa, pb in _paired_tasks(res, prim, (base, base_ck), (arm, ck)):
             iv = paired_bootstrap([(pa, pb)]) if pa and pb else None
             row = _delta_row(ra.value, rb.value, iv, ra.higher_is_better is not False)
             row.update(task=task, domain=ra.domain, metric=ra.metric)
@@ -145,12 +150,7 @@ def arms_vs_baseline(res: Results, baseline: str | None = None) -> dict | None:
     rows = []
     for arm in [a for a in eval_arms if a != base]:
         ck = _final_checkpoint(prim, arm)
-        for (a, c, task), ra in sorted(prim.items(), key=lambda kv: (kv[1].domain, kv[0][2])):
-            if a != base or c != base_ck or (arm, ck, task) not in prim:
-                continue
-            rb = prim[(arm, ck, task)]
-            pa = res.per_example.get((base, base_ck, task), {})
-            pb = res.per_example.get((arm, ck, task), {})
+        for task, ra, rb, pa, pb in _paired_tasks(res, prim, (base, base_ck), (arm, ck)):
             tested = paired_p([(pa, pb)]) if pa and pb else None
             delta = rb.value - ra.value if ra.value is not None and rb.value is not None else None
             rows.append(
