@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from orchestrator.core.spec import Strict
+from orchestrator.core.spec import Strict, spec_relative
 from orchestrator.generation import backends
 from orchestrator.kinds.train.methods import check_method
 from orchestrator.scoring.rewards import check_reward_ref
@@ -25,6 +25,11 @@ class Domain(Strict):
     @classmethod
     def _reward(cls, v: str) -> str:
         return check_reward_ref(v)
+
+    @field_validator("train", "val")
+    @classmethod
+    def _from_spec(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return v if v is None else spec_relative(v, info)  # relative to the spec file's directory
 
 
 class Algorithm(Strict):

@@ -86,6 +86,15 @@ class TrainSpec(BaseSpec):
         """The tasks evaluation.every_save scores each checkpoint on, as the eval kind reads them."""
         return checkpoints.evaluator(cfg.evaluation.request(self.name, arm), f"arms.{arm}.evaluation").evaluated_tasks()
 
+    def input_files(self) -> list[tuple[str, str]]:
+        """The domains' parquet files (prepare's synthetic ones are written by the job itself)."""
+        return [
+            (f"domains.{name}.{split}", path)
+            for name, d in self.domains.items()
+            for split, path in (("train", d.train), ("val", d.val))
+            if path is not None and "://" not in path
+        ]
+
     def _check_eval_metric(self, arm: str, cfg: TrainConfig) -> None:
         """eval/<domain>/<metric> names a domain of the evaluated tasks (refused now, not mid-run)."""
         parts = cfg.early_stopping.metric.split("/")
