@@ -130,3 +130,37 @@ def test_the_sweep_report_shows_the_split():
     assert section is not None
     assert section["columns"][:6] == ["em", "f1", "em_in_domain", "f1_in_domain", "em_out_domain", "f1_out_domain"]
     assert section["table"][0]["values"][:6] == [0.5, 0.6, 0.4, 0.55, 0.7, 0.8]
+
+
+def test_the_eval_report_shows_the_split(orch_home):
+    from orchestrator.reporting.report import assemble, render_markdown
+    from orchestrator.reporting.table import Results, Row
+
+    res = Results("exp")
+    metrics = {
+        "em": 0.5,
+        "f1": 0.6,
+        "em_in_domain": 0.4,
+        "f1_in_domain": 0.55,
+        "em_out_domain": 0.7,
+        "f1_out_domain": 0.8,
+    }
+    res.rows = [
+        Row(
+            "eval",
+            "exp",
+            arm="a",
+            checkpoint="epoch_2",
+            epoch=2,
+            domain="qa",
+            task="coqa",
+            metric=k,
+            value=v,
+            primary=k == "f1",
+            n=7,
+        )
+        for k, v in metrics.items()
+    ]
+    text = render_markdown(*assemble(res))
+    assert "## In-domain and out-of-domain scores" in text
+    assert "| a | epoch_2 | coqa | 0.500 | 0.600 | 0.400 | 0.550 | 0.700 | 0.800 |" in text

@@ -24,8 +24,25 @@ def read(reader: Reader, run_dir: Path) -> bool:
     return True
 
 
+# CoQA's official split (scoring/metrics.py): the eval results carry it beside the overall em/f1
+DOMAIN_SPLIT = ("em_in_domain", "f1_in_domain", "em_out_domain", "f1_out_domain")
+
+
 def sections(res: Results, opts: Any) -> list[Section]:
-    return []
+    """A table of the in-domain / out-of-domain split, for the tasks whose scorer reports one."""
+    split = {(r.arm, r.epoch, r.checkpoint, r.task) for r in res.of("eval") if r.metric in DOMAIN_SPLIT}
+    if not split:
+        return []
+    table: dict[tuple, dict[str, Any]] = {}
+    for r in res.of("eval"):
+        key = (r.arm, r.epoch, r.checkpoint, r.task)
+        if key in split and r.metric in ("em", "f1", *DOMAIN_SPLIT):
+            table.setdefault(key, {"arm": r.arm, "checkpoint": r.checkpoint, "task": r.task})[r.metric] = r.value
+    rows = [
+        {m: None for m in ("em", "f1", *DOMAIN_SPLIT)} | table[k]
+        for k in sorted(table, key=lambda k: (k[0], k[1] or -1, k[3]))
+    ]
+    return [Section({"eval_domains": rows}, Path(__file__).with_name("report.md.j2"), order=15)]
 
 
 def _read_file(reader: Reader, path: Path, arm: str, checkpoint: str) -> None:
