@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import orchestrator
 
 PACKAGE = Path(orchestrator.__file__).resolve().parent
@@ -25,10 +23,6 @@ MAY_IMPORT = {
 }
 # the package's own modules (__main__.py, gpu_check.py: commands) stand where cli/ does
 MAY_IMPORT[""] = MAY_IMPORT["cli"] | {"cli"}
-
-# Known breaks of the table, each removed by a branch being merged; an entry that no longer
-# happens fails the test, so the list only shrinks.
-KNOWN: dict[tuple[str, str], str] = {}
 
 
 def layer(parts: tuple[str, ...]) -> str:
@@ -83,16 +77,9 @@ def test_every_import_follows_the_layer_table():
     broken = {
         f"{src} imports {dst}: {', '.join(sorted(set(mods)))}"
         for (src, dst), mods in edges().items()
-        if not allowed(src, dst) and (src, dst) not in KNOWN
+        if not allowed(src, dst)
     }
     assert not broken, "imports against the layer table (docs/architecture.md):\n" + "\n".join(sorted(broken))
-
-
-@pytest.mark.parametrize("pair", sorted(KNOWN))
-def test_known_breaks_still_exist(pair):
-    """Once a branch removes a known break, its entry must go too (the list only shrinks)."""
-    if pair not in edges():
-        pytest.fail(f"{pair[0]} no longer imports {pair[1]}: remove it from KNOWN ({KNOWN[pair]})")
 
 
 def test_the_check_sees_a_break(tmp_path, monkeypatch):
