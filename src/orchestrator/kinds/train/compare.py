@@ -91,6 +91,16 @@ def _mark(iv: Interval | McNemar | None, hib: bool) -> str:
     return "improvement" if (iv.direction > 0) == hib else "regression"
 
 
+def _against_baseline(prim: dict, baseline: str | None, at_least: int):
+    """(baseline arm, its compared checkpoint, [(arm, compared checkpoint)] of the others) when at
+    least `at_least` arms were evaluated; the baseline is `baseline`, else "baseline", else the first."""
+    eval_arms = sorted({a for a, _, _ in prim})
+    if len(eval_arms) < at_least:
+        return None
+    base = baseline if baseline in eval_arms else ("baseline" if "baseline" in eval_arms else eval_arms[0])
+    return base, _final_checkpoint(prim, base), [(a, _final_checkpoint(prim, a)) for a in eval_arms if a != base]
+
+
 def _paired_tasks(res: Results, prim: dict, base: tuple[str, str | None], other: tuple[str, str | None]):
     """(task, base row, other row, base scores by id, other scores by id) for every task both
     (arm, checkpoint) have a primary metric for, by domain then task."""
@@ -104,14 +114,12 @@ def _paired_tasks(res: Results, prim: dict, base: tuple[str, str | None], other:
 def comparisons(res: Results, baseline: str | None = None) -> dict | None:
     """Each arm's last evaluated checkpoint against the baseline's, per task and per domain."""
     prim = _primary(res)
-    eval_arms = sorted({a for a, _, _ in prim})
-    if len(eval_arms) < 2:
+    picked = _against_baseline(prim, baseline, 2)
+    if picked is None:
         return None
-    base = baseline if baseline in eval_arms else ("baseline" if "baseline" in eval_arms else eval_arms[0])
-    base_ck = _final_checkpoint(prim, base)
+    base, base_ck, others = picked
     out = []
-    for arm in [a for a in eval_arms if a != base]:
-        ck = _final_checkpoint(prim, arm)
+    for arm, ck in others:
         tasks, domains = [], defaultdict(list)
         for task, ra, rb, pa, pb in _paired_tasks(res, prim, (base, base_ck), (arm, ck)):
             iv = paired_bootstrap([(pa, pb)]) if pa and pb else None
@@ -142,14 +150,12 @@ def arms_vs_baseline(res: Results, baseline: str | None = None) -> dict | None:
     the metric's better (worse) direction; anything else is a tie; too few pairs are counted apart.
     The test is McNemar's on 0/1 scores, else Wilcoxon's signed-rank (significance.paired_p)."""
     prim = _primary(res)
-    eval_arms = sorted({a for a, _, _ in prim})
-    if len(eval_arms) < 3:
+    picked = _against_baseline(prim, baseline, 3)
+    if picked is None:
         return None
-    base = baseline if baseline in eval_arms else ("baseline" if "baseline" in eval_arms else eval_arms[0])
-    base_ck = _final_checkpoint(prim, base)
+    base, base_ck, others = picked
     rows = []
-    for arm in [a for a in eval_arms if a != base]:
-        ck = _final_checkpoint(prim, arm)
+    for arm, ck in others:
         for task, ra, rb, pa, pb in _paired_tasks(res, prim, (base, base_ck), (arm, ck)):
             tested = paired_p([(pa, pb)]) if pa and pb else None
             delta = rb.value - ra.value if ra.value is not None and rb.value is not None else None
@@ -174,7 +180,7 @@ def arms_vs_baseline(res: Results, baseline: str | None = None) -> dict | None:
     for r, adj in zip(tested_rows, holm([r["p"] for r in tested_rows])):
         r["p_holm"] = adj
     wtl = []
-    for arm in [a for a in eval_arms if a != base]:
+    for arm, _ in others:
         counts = {"arm": arm, "wins": 0, "ties": 0, "losses": 0, "too_few": 0}
         for r in (r for r in rows if r["arm"] == arm):
             if r["p"] is None or r["delta"] is None:
